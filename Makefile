@@ -1,0 +1,51 @@
+# Two commands matter: `make test` and `make book`. Both create .venv/ on first use.
+# Everything is pinned in requirements.lock (torch==2.13.0, the CPU build).
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+PARAMS ?= params/quick.yml
+NAME   ?=
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# Two cores: let torch use both, but never oversubscribe through BLAS threads.
+export OMP_NUM_THREADS ?= 2
+export MKL_NUM_THREADS ?= 2
+
+.PHONY: venv test test-lib test-book book chapter bench results clean help
+
+help:
+	@echo "make test    - create .venv, run library tests, validate every chapter (quick parameters), strict book build"
+	@echo "make book    - execute every chapter with the book's parameters and build HTML into _build/html"
+	@echo "make chapter NAME=<chapter> PARAMS=params/quick.yml  - rerun one chapter through papermill"
+	@echo "make bench   - speed benchmarks (benchmarks/results.json)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q --no-deps -e .
+	touch $(STAMP)
+
+test: test-lib test-book
+
+test-lib: venv
+	$(PY) -m pytest tests -q
+
+test-book: venv
+	$(PY) scripts/book.py validate
+
+book: venv
+	$(PY) scripts/book.py build
+
+chapter: venv
+	$(PY) scripts/book.py chapter $(NAME) --params $(PARAMS)
+
+bench: venv
+	$(PY) -m benchmarks.run
+
+clean:
+	rm -rf _build build .pytest_cache

@@ -1,0 +1,82 @@
+"""Command line: `python -m powerlaw_lib {status,run,show} GRID [--set name=value ...]`.
+
+  status GRID   how many runs of a chapter's grid are stored / missing
+  run GRID      run the missing configs of the grid (resuming interrupted ones)
+  show GRID     one line per run of the grid with its key and headline metrics
+
+GRID is a chapter name from `powerlaw_lib.grids.CHAPTER_GRIDS`; `--set` overrides one of the
+grid function's keyword parameters (Python literal syntax: --set seeds=[0] --set epochs=2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import inspect
+import sys
+
+from .grids import CHAPTER_GRIDS
+from .store import ResultStore
+
+
+def _parse_overrides(grid_fn, pairs: list[str]) -> dict:
+    params = inspect.signature(grid_fn).parameters
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects name=value, got {pair!r}")
+        if name not in params:
+            raise SystemExit(f"unknown parameter {name!r} for this grid; "
+                             f"allowed: {', '.join(params)}")
+        try:
+            out[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[name] = text  # plain strings such as precision=bf16
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m powerlaw_lib", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=("status", "run", "show"))
+    ap.add_argument("grid", choices=sorted(CHAPTER_GRIDS))
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="NAME=VALUE", help="override a grid parameter")
+    ap.add_argument("--results", default="data/results", help="result store folder")
+    ap.add_argument("--dask", default=None, metavar="ADDRESS",
+                    help="run on a Dask scheduler at ADDRESS instead of locally")
+    ap.add_argument("--limit", type=int, default=None, help="run at most this many configs")
+    args = ap.parse_args(argv)
+
+    grid_fn = CHAPTER_GRIDS[args.grid]
+    try:
+        configs = grid_fn(**_parse_overrides(grid_fn, args.overrides))
+    except ValueError as e:
+        raise SystemExit(f"invalid grid parameters: {e}") from None
+    store = ResultStore(args.results)
+    missing = store.missing(configs)
+    if args.command == "status":
+        print(f"{args.grid}: {len(configs) - len(missing)}/{len(configs)} stored in {store.path}; "
+              f"{len(missing)} missing")
+        for c in missing:
+            print(f"  missing {c.key}  {c.label}")
+        return 0
+    if args.command == "show":
+        for c in configs:
+            r = store.get(c)
+            m = r.metrics if r else {}
+            acc = f"{m['clean_accuracy']:.4f}" if r else "  -   "
+            print(f"{c.key}  acc={acc}  {c.label}")
+        return 0
+    from .experiments import run_grid
+
+    todo = missing[: args.limit] if args.limit else missing
+    run_grid(todo, store, executor=args.dask)
+    print(f"{args.grid}: {len(todo)} run(s) finished; "
+          f"{len(store.missing(configs))} still missing")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

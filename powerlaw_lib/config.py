@@ -1,0 +1,255 @@
+"""`RunConfig`: everything that defines one training-and-evaluation run.
+
+A run is described by one frozen dataclass. Its identity is a hash of its canonical JSON
+(`RunConfig.key`), which keys its result in the `ResultStore`. Every field is validated on
+construction: a bad value raises one `ValueError` naming the field and the allowed range.
+
+Defaults are the shallow experiment of Nassar et al. 2020, §4.1 (784-2000-10, tanh, batch
+norm after the activation, Adam lr 1e-4, batch 3000 = 1.5 x the hidden width, 50 epochs as
+in the authors' code) without a regularizer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+#: Perturbation grid of Nassar et al. 2020, Fig. 2 (L∞, pixel values in [0, 1]).
+EPS_GRID: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(11))  # 0, 0.02, ..., 0.2
+#: White-noise standard deviations (Nassar et al. 2020, appendix), pixel units.
+NOISE_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+
+DATASETS = {  # name -> (channels, height, width, n_classes)
+    "mnist": (1, 28, 28, 10),
+    "fashion-mnist": (1, 28, 28, 10),
+    "cifar10": (3, 32, 32, 10),
+}
+ARCHS = ("mlp", "cnn")
+ACTIVATIONS = ("tanh", "relu", "sigmoid")
+REGULARIZERS = ("none", "spectral", "slope", "slope-mse", "jacobian")
+OPTIMIZERS = ("adam", "amsgrad")
+PRECISIONS = ("fp32", "bf16")
+CNN_CHANNELS = (16, 32)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: data, model, regularizer, optimisation and evaluation settings."""
+
+    # --- data -----------------------------------------------------------------------------
+    dataset: str = "mnist"                 # "mnist" | "fashion-mnist" | "cifar10"
+    train_subset: int | None = None        # None: whole training set; n: fixed random subset
+    test_subset: int | None = None         # None: whole test set; n: fixed random subset
+    # --- model ----------------------------------------------------------------------------
+    arch: str = "mlp"                      # "mlp" | "cnn" (16/32 conv + FC 1000, Nassar §4.2)
+    hidden: tuple[int, ...] = (2000,)      # MLP hidden widths; CNN: (width of its FC layer,)
+    activation: str = "tanh"               # "tanh" | "relu" | "sigmoid"
+    batch_norm: bool = True                # MLP: BatchNorm1d after each hidden activation
+    whiten_after: int | None = None        # 1-based hidden layer followed by a Whitening layer
+    # --- regularizer ----------------------------------------------------------------------
+    regularizer: str = "none"              # "none" | "spectral" | "slope" | "slope-mse" | "jacobian"
+    reg_layers: tuple[int, ...] = ()       # 1-based hidden layers regularized (spectral, slope*)
+    alpha: float = 1.0                     # target exponent: γ_n ∝ n^-α
+    tau: int = 10                          # first regularized rank (Nassar eq. 2)
+    beta: float = 1.0                      # penalty weight (β; β_j for "jacobian")
+    slope_ranks: tuple[int, int] = (6, 50)  # ranks of the Gerum et al. slope fit
+    jacobian_projections: int = 1          # random projections per sample (Hoffman et al.)
+    # --- optimisation ---------------------------------------------------------------------
+    optimizer: str = "adam"                # "adam" | "amsgrad"
+    lr: float = 1e-4
+    batch_size: int = 3000                 # >= every regularized / whitened width
+    epochs: int = 50
+    seed: int = 0                          # model init, batch order, projections
+    precision: str = "fp32"                # "fp32" | "bf16" (autocast for network + projection)
+    # --- evaluation -----------------------------------------------------------------------
+    fgsm_eps: tuple[float, ...] = EPS_GRID
+    pgd_eps: tuple[float, ...] = EPS_GRID
+    pgd_steps: int = 40
+    pgd_step_size: float = 0.01
+    pgd_subset: int | None = 2000          # fixed random test subset for PGD (same for all runs)
+    noise_sigma: tuple[float, ...] = NOISE_GRID
+    sensitivity_top: int = 8               # maps dλ_n/dx for n = 1..sensitivity_top (last layer)
+    sensitivity_images: int = 2            # test images per map
+
+    # ---------------------------------------------------------------------------------------
+    def __post_init__(self) -> None:
+        _coerce(self)
+        _validate(self)
+
+    # --- identity ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict (tuples become lists)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @property
+    def key(self) -> str:
+        """16 hex digits of the SHA-256 of the canonical JSON: the run's identity."""
+        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"RunConfig: unknown field(s) {sorted(unknown)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        return dataclasses.replace(self, **changes)
+
+    # --- derived ----------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w, _ = DATASETS[self.dataset]
+        return (c, h, w)
+
+    @property
+    def n_classes(self) -> int:
+        return DATASETS[self.dataset][3]
+
+    @property
+    def hidden_widths(self) -> tuple[int, ...]:
+        """Widths of the hidden representations h_1..h_D (flattened, channel-major)."""
+        if self.arch == "mlp":
+            return self.hidden
+        c, size, _ = self.input_shape
+        widths = []
+        for ch in CNN_CHANNELS:  # conv3x3 (no padding) -> maxpool2
+            size = (size - 2) // 2
+            widths.append(ch * size * size)
+        return (*widths, self.hidden[0])
+
+    @property
+    def regularized_layers(self) -> tuple[int, ...]:
+        return self.reg_layers if self.regularizer in ("spectral", "slope", "slope-mse") else ()
+
+    @property
+    def label(self) -> str:
+        """Short human-readable description, e.g. 'mlp2000-bn spectral β=2 seed 0'."""
+        arch = "cnn" if self.arch == "cnn" else "mlp" + "x".join(map(str, self.hidden))
+        arch += "-bn" if self.batch_norm and self.arch == "mlp" else ""
+        arch += f"-wh{self.whiten_after}" if self.whiten_after else ""
+        reg = "vanilla" if self.regularizer == "none" else f"{self.regularizer} β={self.beta:g}"
+        if self.regularizer in ("spectral", "slope", "slope-mse"):
+            reg += f" α={self.alpha:g} layers={list(self.reg_layers)}"
+        return f"{self.dataset} {arch} {reg} seed {self.seed}"
+
+
+# ------------------------------------------------------------------------------------------
+_FLOAT_FIELDS = ("alpha", "beta", "lr", "pgd_step_size")
+_FLOAT_TUPLES = ("fgsm_eps", "pgd_eps", "noise_sigma")
+_INT_TUPLES = ("hidden", "reg_layers", "slope_ranks")
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def _set(cfg: RunConfig, name: str, value: Any) -> None:
+    object.__setattr__(cfg, name, value)
+
+
+def _coerce(cfg: RunConfig) -> None:
+    """Normalize types so that equal configs hash equally (1 vs 1.0, list vs tuple)."""
+    for name in _FLOAT_FIELDS:
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"RunConfig.{name} must be a finite number, got {v!r}")
+        _set(cfg, name, float(v))
+    for name in _FLOAT_TUPLES:
+        v = getattr(cfg, name)
+        try:
+            _set(cfg, name, tuple(float(x) for x in v))
+        except (TypeError, ValueError):
+            raise ValueError(f"RunConfig.{name} must be a sequence of numbers, got {v!r}") from None
+    for name in _INT_TUPLES:
+        v = getattr(cfg, name)
+        try:
+            items = tuple(v)
+        except TypeError:
+            raise ValueError(f"RunConfig.{name} must be a sequence of integers, got {v!r}") from None
+        if not all(isinstance(x, int) and not isinstance(x, bool) for x in items):
+            raise ValueError(f"RunConfig.{name} must contain integers, got {v!r}")
+        _set(cfg, name, items)
+
+
+def _check(cond: bool, name: str, allowed: str, value: Any) -> None:
+    if not cond:
+        raise ValueError(f"RunConfig.{name}={value!r} is invalid: allowed {allowed}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _validate(c: RunConfig) -> None:
+    _check(c.dataset in DATASETS, "dataset", f"one of {sorted(DATASETS)}", c.dataset)
+    for name in ("train_subset", "test_subset", "pgd_subset"):
+        v = getattr(c, name)
+        _check(v is None or (_is_int(v) and v >= 1), name, "None or an integer >= 1", v)
+    _check(c.arch in ARCHS, "arch", f"one of {ARCHS}", c.arch)
+    _check(len(c.hidden) >= 1 and all(w >= 1 for w in c.hidden), "hidden",
+           "a non-empty sequence of widths >= 1", c.hidden)
+    _check(c.activation in ACTIVATIONS, "activation", f"one of {ACTIVATIONS}", c.activation)
+    _check(isinstance(c.batch_norm, bool), "batch_norm", "True or False", c.batch_norm)
+    depth = len(c.hidden_widths)
+    _check(c.whiten_after is None or (_is_int(c.whiten_after) and 1 <= c.whiten_after <= depth),
+           "whiten_after", f"None or a hidden layer index in 1..{depth}", c.whiten_after)
+    if c.arch == "cnn":
+        _check(len(c.hidden) == 1, "hidden", "(fc_width,) for the CNN, e.g. (1000,)", c.hidden)
+        _check(c.whiten_after in (None, len(CNN_CHANNELS)), "whiten_after",
+               f"None or {len(CNN_CHANNELS)} (the last conv layer) for the CNN", c.whiten_after)
+        _check(not c.batch_norm, "batch_norm", "False for the CNN (Nassar et al. use none)",
+               c.batch_norm)
+    _check(c.regularizer in REGULARIZERS, "regularizer", f"one of {REGULARIZERS}", c.regularizer)
+    layered = c.regularizer in ("spectral", "slope", "slope-mse")
+    if layered:
+        _check(len(c.reg_layers) >= 1 and all(1 <= l <= depth for l in c.reg_layers)
+               and len(set(c.reg_layers)) == len(c.reg_layers), "reg_layers",
+               f"distinct hidden layer indices in 1..{depth} (at least one)", c.reg_layers)
+    else:
+        _check(c.reg_layers == (), "reg_layers", f"() when regularizer={c.regularizer!r}",
+               c.reg_layers)
+    _check(c.alpha > 0, "alpha", "alpha > 0", c.alpha)
+    _check(c.beta >= 0, "beta", "beta >= 0", c.beta)
+    widths = c.hidden_widths
+    reg_widths = [widths[l - 1] for l in c.regularized_layers]
+    _check(_is_int(c.tau) and c.tau >= 1 and all(c.tau < w for w in reg_widths), "tau",
+           f"an integer in 1..{min(reg_widths, default=10**9) - 1} (below every regularized width)",
+           c.tau)
+    lo_hi = c.slope_ranks
+    _check(len(lo_hi) == 2 and 1 <= lo_hi[0] < lo_hi[1] - 1
+           and all(lo_hi[1] <= w for w in reg_widths), "slope_ranks",
+           "(lo, hi) with 1 <= lo < hi - 1 and hi <= every regularized width", lo_hi)
+    _check(_is_int(c.jacobian_projections) and c.jacobian_projections >= 1,
+           "jacobian_projections", "an integer >= 1", c.jacobian_projections)
+    _check(c.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", c.optimizer)
+    _check(0 < c.lr <= 1, "lr", "0 < lr <= 1", c.lr)
+    _check(_is_int(c.epochs) and c.epochs >= 1, "epochs", "an integer >= 1", c.epochs)
+    _check(_is_int(c.seed) and c.seed >= 0, "seed", "an integer >= 0", c.seed)
+    _check(c.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", c.precision)
+    need = max(reg_widths + ([widths[c.whiten_after - 1]] if c.whiten_after else []), default=1)
+    _check(_is_int(c.batch_size) and c.batch_size > need, "batch_size",
+           f"an integer > {need} (the widest regularized or whitened layer)"
+           if need > 1 else "an integer >= 2", c.batch_size)
+    if c.train_subset is not None:
+        _check(c.train_subset >= c.batch_size, "train_subset",
+               f"None or >= batch_size ({c.batch_size})", c.train_subset)
+    for name in ("fgsm_eps", "pgd_eps"):
+        grid = getattr(c, name)
+        _check(all(0 <= e <= 1 for e in grid) and list(grid) == sorted(set(grid)), name,
+               "increasing distinct values in [0, 1]", grid)
+    _check(all(s >= 0 for s in c.noise_sigma) and list(c.noise_sigma) == sorted(set(c.noise_sigma)),
+           "noise_sigma", "increasing distinct values >= 0", c.noise_sigma)
+    _check(_is_int(c.pgd_steps) and c.pgd_steps >= 1, "pgd_steps", "an integer >= 1", c.pgd_steps)
+    _check(0 < c.pgd_step_size <= 1, "pgd_step_size", "0 < step <= 1", c.pgd_step_size)
+    _check(_is_int(c.sensitivity_top) and 0 <= c.sensitivity_top <= widths[-1],
+           "sensitivity_top", f"an integer in 0..{widths[-1]}", c.sensitivity_top)
+    _check(_is_int(c.sensitivity_images) and c.sensitivity_images >= 0, "sensitivity_images",
+           "an integer >= 0", c.sensitivity_images)

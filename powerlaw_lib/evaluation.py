@@ -1,0 +1,119 @@
+"""Evaluation of a trained network: accuracy, spectra, attack curves, sensitivity maps.
+
+Everything here is what Nassar et al. 2020 report per run (§4.1, Fig. 2): clean test
+accuracy; the eigenspectrum of every hidden layer on the test set with its power-law
+exponent (Stringer et al. 2019 fit, ranks 11..500) and effective dimension (rank at 90 %
+cumulative variance); FGSM and PGD accuracy over an ε grid; white-noise accuracy over a σ
+grid (appendix); and sensitivity maps J_n = ∂λ_n/∂x (eq. 9) for the largest eigenvalues of
+the last hidden layer. Evaluation runs in fp32 whatever precision the run trained in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .attacks import robust_accuracy, robust_accuracy_naive
+from .config import RunConfig
+from .data import subset
+from .models import Whitening
+from .spectrum import covariance, effective_dimension, eigh_descending, fit_power_law
+from .training import accuracy, hidden_representations
+
+#: Stringer et al. 2019 fit range (1-based inclusive ranks), clipped to the spectrum length.
+FIT_RANKS = (11, 500)
+#: The PGD subset is drawn with this seed for every run, so all runs see the same images.
+PGD_SUBSET_SEED = 0
+NOISE_SEED = 0
+SENSITIVITY_BATCH = 2000
+
+
+def has_whitening(model: nn.Module) -> bool:
+    return any(isinstance(m, Whitening) for m in model.modules())
+
+
+def spectrum_metrics(eigenvalues: np.ndarray, prefix: str) -> dict[str, float]:
+    """Fitted α (ranks 11..500, clipped), its fit range, and the effective dimension."""
+    out = {f"{prefix}_effective_dim": float(effective_dimension(eigenvalues, 0.9))}
+    hi = min(FIT_RANKS[1], int((eigenvalues > 0).sum()))
+    if hi >= FIT_RANKS[0] + 2:
+        fit = fit_power_law(eigenvalues, ranks=(FIT_RANKS[0], hi))
+        out[f"{prefix}_alpha"] = float(fit.alpha)
+        out[f"{prefix}_fit_hi"] = float(fit.ranks[1])
+    return out
+
+
+def sensitivity_maps(model: nn.Module, x: torch.Tensor, eigenvectors: torch.Tensor,
+                     layer: int, top: int, n_images: int) -> torch.Tensor:
+    """J_n = ∂λ_n/∂x (Nassar et al. 2020, eq. 9) for n = 1..top, on the first n_images of x.
+
+    λ_n(X) = v_nᵀ Σ_X v_n is the variance, over the batch X [B, C, H, W], of the projection
+    of layer `layer`'s activations on the n-th eigenvector v_n (columns of `eigenvectors`,
+    descending). Returns [n_images, top, C, H, W].
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        x = x.detach().clone().requires_grad_(True)
+        _, hs = model.forward_with_hidden(x)
+        p = hs[layer - 1] @ eigenvectors[:, :top].to(hs[layer - 1].dtype)  # [B, top]
+        lam = p.var(dim=0)                                                 # [top]
+        maps = []
+        for n in range(top):
+            (g,) = torch.autograd.grad(lam[n], x, retain_graph=n < top - 1)
+            maps.append(g[:n_images])
+    finally:
+        model.train(was_training)
+    return torch.stack(maps, dim=1)  # [n_images, top, C, H, W]
+
+
+def _round(a: np.ndarray, digits: int = 4) -> list:
+    """Round to `digits` significant digits for compact JSON."""
+    a = np.asarray(a, dtype=np.float64)
+    return np.vectorize(lambda v: float(f"{v:.{digits}g}"))(a).tolist() if a.size else []
+
+
+def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: torch.Tensor
+             ) -> dict:
+    """All per-run measurements. Returns dict(metrics=..., curves=..., spectra=..., sensitivity=...)."""
+    model.eval()
+    metrics: dict[str, float] = {"clean_accuracy": accuracy(model, x_test, y_test)}
+    # --- spectra of every hidden layer on the test set -------------------------------------
+    depth = len(config.hidden_widths)
+    hs = hidden_representations(model, x_test, list(range(1, depth + 1)))
+    spectra: dict[str, list[float]] = {}
+    last_vecs = None
+    for l in range(1, depth + 1):
+        vals, vecs = eigh_descending(covariance(hs[l]))
+        vals = vals.numpy() if isinstance(vals, torch.Tensor) else np.asarray(vals)
+        spectra[f"layer{l}"] = [float(v) for v in vals]
+        metrics.update(spectrum_metrics(vals, f"layer{l}"))
+        if l == depth:
+            last_vecs = vecs.float()
+    del hs
+    # --- attacks ---------------------------------------------------------------------------
+    # A whitening layer couples the images of a batch: attack whole fixed batches (naive path).
+    whitened = has_whitening(model)
+    chunk = max(2000, config.batch_size)
+    ra = robust_accuracy_naive if whitened else robust_accuracy
+    curves: dict[str, list[float]] = {}
+    curves["fgsm"] = ra(model, x_test, y_test, "fgsm", config.fgsm_eps, batch_size=chunk).tolist()
+    x_pgd, y_pgd = subset(x_test, y_test, config.pgd_subset, seed=PGD_SUBSET_SEED) \
+        if config.pgd_subset and config.pgd_subset < len(x_test) else (x_test, y_test)
+    curves["pgd"] = ra(model, x_pgd, y_pgd, "pgd", config.pgd_eps, batch_size=chunk,
+                       steps=config.pgd_steps, step_size=config.pgd_step_size).tolist()
+    curves["noise"] = robust_accuracy_naive(
+        model, x_test, y_test, "noise", config.noise_sigma, batch_size=chunk,
+        generator=torch.Generator().manual_seed(NOISE_SEED)).tolist()
+    for name, grid in (("fgsm", config.fgsm_eps), ("pgd", config.pgd_eps)):
+        for eps, acc in zip(grid, curves[name]):
+            metrics[f"{name}_accuracy@{eps:g}"] = float(acc)
+    # --- sensitivity maps of the last hidden layer -----------------------------------------
+    sens: list = []
+    if config.sensitivity_top and config.sensitivity_images:
+        batch = x_test[:max(SENSITIVITY_BATCH, config.batch_size)]
+        maps = sensitivity_maps(model, batch, last_vecs, depth, config.sensitivity_top,
+                                config.sensitivity_images)
+        sens = _round(maps.numpy())
+    return {"metrics": metrics, "curves": curves, "spectra": spectra, "sensitivity": sens}

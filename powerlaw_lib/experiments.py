@@ -1,0 +1,166 @@
+"""Runs and grids of runs: config -> train (resumable) -> evaluate -> result store.
+
+`run(config, store)` returns the stored result when there is one; otherwise it trains
+(resuming from the run's per-epoch checkpoint when one exists), evaluates, and writes one
+JSON result atomically. `run_grid(configs, store)` does that for a list of configs, on the
+embedded local executor or on a Dask cluster (`executor="tcp://host:port"` or a
+`distributed.Client`). A run that fails (e.g. a non-finite loss) writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from . import __version__
+from .config import RunConfig
+from .data import load, subset
+from .evaluation import evaluate
+from .models import build_model
+from .store import Result, ResultStore
+from .training import train
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Fixed seed of the train/test subsets: every run of a grid sees the same images.
+SUBSET_SEED = 0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch and numpy, and ask torch for deterministic algorithms (CPU)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def provenance(seconds: dict[str, float]) -> dict[str, Any]:
+    """Where and with what a result was produced."""
+    def git(*args: str) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
+                                  text=True, timeout=10, check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    return {
+        "git_commit": git("rev-parse", "HEAD"),
+        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--",
+                              "powerlaw_lib")),
+        "powerlaw_lib": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "threads": torch.get_num_threads(),
+        "seconds": seconds,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def load_data(config: RunConfig) -> tuple[torch.Tensor, ...]:
+    """x_train, y_train, x_test, y_test for `config` (fixed subsets when asked)."""
+    x_tr, y_tr, x_te, y_te = load(config.dataset)
+    if config.train_subset is not None:
+        x_tr, y_tr = subset(x_tr, y_tr, config.train_subset, seed=SUBSET_SEED)
+    if config.test_subset is not None:
+        x_te, y_te = subset(x_te, y_te, config.test_subset, seed=SUBSET_SEED)
+    return x_tr, y_tr, x_te, y_te
+
+
+def build(config: RunConfig) -> torch.nn.Module:
+    """The model of `config`, initialised from `config.seed`."""
+    torch.manual_seed(config.seed)
+    return build_model(config.arch, config.input_shape, config.n_classes, config.hidden,
+                       config.activation, config.batch_norm, config.whiten_after)
+
+
+def run(config: RunConfig, store: ResultStore | str | os.PathLike, *, progress: bool = True,
+        stop_after: int | None = None) -> Result | None:
+    """Result of `config`: from the store, or trained, evaluated and stored now.
+
+    `stop_after` trains that many epochs and returns None, leaving only the checkpoint
+    (used to test that a killed run resumes to the same result).
+    """
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    cached = store.get(config)
+    if cached is not None:
+        return cached
+    seed_everything(config.seed)
+    x_tr, y_tr, x_te, y_te = load_data(config)
+    model = build(config)
+    ckpt = store.checkpoint_path(config)
+    t0 = time.perf_counter()
+    history = train(model, config, x_tr, y_tr, x_te, y_te, checkpoint=ckpt,
+                    progress=progress, stop_after=stop_after)
+    if len(history) < config.epochs:
+        return None
+    t1 = time.perf_counter()
+    torch.manual_seed(config.seed)
+    ev = evaluate(model, config, x_te, y_te)
+    t2 = time.perf_counter()
+    ev["metrics"]["final_train_loss"] = history[-1]["loss"]
+    result = Result(config, ev["metrics"], ev["curves"], ev["spectra"], ev["sensitivity"],
+                    history, provenance({"train_this_session": t1 - t0, "evaluate": t2 - t1,
+                                         "train_total": sum(h["seconds"] for h in history)}))
+    store.put(result)
+    ckpt.unlink(missing_ok=True)
+    return result
+
+
+def _run_task(config_dict: dict, store_path: str) -> dict:
+    """Executor task: run one config, return its result as a plain dict (picklable)."""
+    return run(RunConfig.from_dict(config_dict), ResultStore(store_path),
+               progress=False).to_dict()
+
+
+def run_grid(configs: Iterable[RunConfig], store: ResultStore | str | os.PathLike, *,
+             executor: Any = None, progress: bool = True) -> list[Result]:
+    """Results of all `configs` (same order): cached ones loaded, missing ones run.
+
+    executor: None runs the missing configs one after another in this process (the runs
+    use both cores each, so that is also the fastest choice on a small machine); a
+    `distributed.Client` or a scheduler address ("tcp://...") runs them on a Dask cluster,
+    every worker writing into the same store folder.
+    """
+    configs = list(configs)
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    missing = store.missing(configs)
+    if missing and executor is not None:
+        from .executors import dask_map
+
+        dask_map(_run_task, [c.to_dict() for c in missing], str(store.path), executor=executor)
+    else:
+        for i, c in enumerate(missing):
+            if progress:
+                print(f"[{i + 1}/{len(missing)}] {c.label}  ({c.key})", flush=True)
+            run(c, store, progress=progress)
+    results = [store.get(c) for c in configs]
+    absent = [c.label for c, r in zip(configs, results) if r is None]
+    if absent:
+        raise RuntimeError(f"runs missing from {store.path} after run_grid: {absent}")
+    return results
+
+
+def results_table(results: Sequence[Result], metrics: Sequence[str],
+                  by: Sequence[str] = ("regularizer", "beta")) -> list[dict[str, Any]]:
+    """Mean and sd over seeds of `metrics`, grouped by the config fields `by`."""
+    groups: dict[tuple, list[Result]] = {}
+    for r in results:
+        groups.setdefault(tuple(getattr(r.config, f) for f in by), []).append(r)
+    rows = []
+    for key, rs in groups.items():
+        row: dict[str, Any] = dict(zip(by, key))
+        row["n_seeds"] = len(rs)
+        for m in metrics:
+            vals = np.array([r.metrics[m] for r in rs if m in r.metrics], dtype=float)
+            row[m] = float(vals.mean()) if vals.size else float("nan")
+            row[m + "_sd"] = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
+        rows.append(row)
+    return rows

@@ -1,0 +1,456 @@
+"""One figure style for every chapter: colours per method, spectra, accuracy curves, maps.
+
+Conventions
+-----------
+* Colours: :data:`METHOD_COLORS` gives each method one colour in every chapter;
+  spectral regularization with several strengths β uses shades of its colour
+  (:func:`method_color`); exponent sweeps (Gerum et al. 2022) use :func:`alpha_color`.
+* Spectra are drawn on log-log axes, rank ``n`` (1-based) against ``λ_n / Σλ``
+  (Stringer et al. 2019; Nassar et al. 2020, eq. 2 and Fig. 1).
+* Accuracies are passed as fractions in [0, 1] and drawn in percent.
+* Every plotting function labels its axes (with units) unless the axes already have
+  labels, and (re)draws the legend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.colorbar import Colorbar
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+
+__all__ = [
+    "ACCURACY_LABEL",
+    "EPSILON_LABEL",
+    "METHOD_COLORS",
+    "RANK_LABEL",
+    "SPECREG_BETAS",
+    "SpectrumArtists",
+    "alpha_color",
+    "apply_style",
+    "label_axes",
+    "method_color",
+    "plot_accuracy_curve",
+    "plot_sensitivity_maps",
+    "plot_spectrum",
+    "plot_value_grid",
+]
+
+#: One colour per method, the same in every chapter (colour-blind-safe Okabe-Ito hues).
+METHOD_COLORS: dict[str, str] = {
+    "vanilla": "#4d4d4d",  # dark grey: the unregularized baseline
+    "specreg": "#0072B2",  # blue: spectral regularizer, Nassar et al. 2020 eq. 2
+    "whitening": "#D55E00",  # vermillion: whitened network (Vanilla-Wh)
+    "jacobian": "#009E73",  # bluish green: Jacobian regularization
+    "slope": "#CC79A7",  # reddish purple: slope regularizer, Gerum et al. 2022
+}
+
+#: The β values of Nassar et al. 2020 (§4.1), light to dark shades of the SpecReg blue.
+SPECREG_BETAS: tuple[float, ...] = (1.0, 2.0, 5.0)
+
+#: Default axis labels (with units).
+EPSILON_LABEL = "perturbation ε (L∞, pixel units in [0, 1])"
+ACCURACY_LABEL = "accuracy (%)"
+RANK_LABEL = "rank n"
+_NORMALIZED_EIGENVALUE_LABEL = "normalized eigenvalue λ_n / Σλ"
+_EIGENVALUE_LABEL = "eigenvalue λ_n (variance, squared activation units)"
+
+
+# --------------------------------------------------------------------------- style
+
+
+def apply_style() -> None:
+    """Set the book's matplotlib rcParams: readable fonts, no top/right spines.
+
+    Idempotent; call once at the top of a chapter.
+    """
+    mpl.rcParams.update({
+        "figure.dpi": 110,
+        "savefig.dpi": 150,
+        "savefig.bbox": "tight",
+        "font.size": 11,
+        "axes.titlesize": 12,
+        "axes.labelsize": 11,
+        "xtick.labelsize": 10,
+        "ytick.labelsize": 10,
+        "legend.fontsize": 9,
+        "legend.frameon": False,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "lines.linewidth": 1.8,
+        "image.cmap": "viridis",
+        "figure.constrained_layout.use": True,
+    })
+
+
+def _shade(color: str, amount: float) -> str:
+    """Mix ``color`` with white (``amount`` < 0) or black (``amount`` > 0); |amount| <= 1."""
+    rgb = np.asarray(mpl.colors.to_rgb(color))
+    target = np.zeros(3) if amount > 0 else np.ones(3)
+    return to_hex(rgb + abs(amount) * (target - rgb))
+
+
+def method_color(name: str, beta: float | None = None) -> str:
+    """Colour of a method; SpecReg strengths β get lighter (small β) or darker (large β) blues.
+
+    Parameters
+    ----------
+    name
+        A key of :data:`METHOD_COLORS` (case-insensitive).
+    beta
+        Regularization strength (> 0), only for ``"specreg"``. The β values of Nassar et
+        al. 2020 (1, 2, 5) map to light, medium and dark; other values are placed on
+        a log scale between 0.5 and 10.
+
+    Returns
+    -------
+    str
+        A hex colour.
+    """
+    key = str(name).lower()
+    if key not in METHOD_COLORS:
+        raise ValueError(f"name must be one of {sorted(METHOD_COLORS)}, got {name!r}")
+    base = METHOD_COLORS[key]
+    if beta is None:
+        return base
+    if key != "specreg":
+        raise ValueError(f"beta is only defined for name='specreg', got name={name!r}")
+    if isinstance(beta, bool) or not np.isfinite(beta) or beta <= 0:
+        raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
+    position = np.clip((np.log(beta) - np.log(0.5)) / (np.log(10.0) - np.log(0.5)), 0.0, 1.0)  # 0 .. 1
+    return _shade(base, -0.55 + 1.0 * position)  # light (β = 0.5) .. dark (β = 10)
+
+
+def alpha_color(alpha: float, alpha_range: tuple[float, float] = (0.5, 5.0)) -> str:
+    """Colour of a target power-law exponent α in a sweep (Gerum et al. 2022): viridis over ``alpha_range``."""
+    lo, hi = alpha_range
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"alpha_range must be (lo, hi) with lo < hi, got {alpha_range!r}")
+    if not np.isfinite(alpha):
+        raise ValueError(f"alpha must be finite, got {alpha!r}")
+    return to_hex(plt.get_cmap("viridis")(float(np.clip((alpha - lo) / (hi - lo), 0.0, 1.0)) * 0.9))
+
+
+def label_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None) -> Axes:
+    """Set axis labels (and a title). Labels should carry units, e.g. ``"accuracy (%)"``."""
+    for name, value in (("xlabel", xlabel), ("ylabel", ylabel)):
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a non-empty string, got {value!r}")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title is not None:
+        ax.set_title(title)
+    return ax
+
+
+def _label_if_unlabelled(ax: Axes, xlabel: str, ylabel: str) -> None:
+    if not ax.get_xlabel():
+        ax.set_xlabel(xlabel)
+    if not ax.get_ylabel():
+        ax.set_ylabel(ylabel)
+
+
+def _as_array(name: str, values: Any) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    out = np.asarray(values, dtype=np.float64)
+    if not np.all(np.isfinite(out)):
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return out
+
+
+# --------------------------------------------------------------------------- spectra
+
+
+@dataclass
+class SpectrumArtists:
+    """What :func:`plot_spectrum` drew (``None`` for the parts not requested).
+
+    ``line``: the spectrum; ``fit``: the fitted power law; ``target``: the dashed
+    ``1/n^α`` target; ``shade``: the unregularized ranks; ``star``: the
+    effective-dimension marker.
+    """
+
+    line: Any
+    fit: Any = None
+    target: Any = None
+    shade: Any = None
+    star: Any = None
+
+
+def plot_spectrum(ax: Axes, eigenvalues: Any, *, label: str, color: str | None = None, fit: Any = None,
+                  target_alpha: float | None = None, tau: int | None = None,
+                  effective_dim: int | None = None, normalize: bool = True,
+                  **line_kwargs: Any) -> SpectrumArtists:
+    """Log-log eigenspectrum, rank ``n`` against ``λ_n`` (normalized to sum 1 by default).
+
+    Parameters
+    ----------
+    ax
+        Axes to draw on (set to log-log).
+    eigenvalues
+        1-D spectrum in rank order (tensor or array). Non-positive values (rank-deficient
+        or cross-validated spectra) cannot be shown on a log axis and are skipped.
+    label
+        Legend label of the spectrum.
+    color
+        Line colour (default: the next colour of the cycle).
+    fit
+        A ``spectrum.PowerLawFit`` of the same eigenvalues: drawn dotted over its ranks,
+        labelled with its α (Stringer et al. 2019).
+    target_alpha
+        Draw the dashed target ``γ_n = κ n^-α`` (Nassar et al. 2020, eq. 2), anchored so
+        that ``γ = λ`` at rank ``tau`` (or at rank 1 when ``tau`` is None).
+    tau
+        1-based rank; shades ranks ``1 .. tau`` (not regularized: the sum of eq. 2
+        starts at ``n = τ``, where target and spectrum meet).
+    effective_dim
+        1-based rank where the cumulative variance reaches 90% (Nassar et al. 2020,
+        §4.1): marked with a star on the spectrum.
+    normalize
+        Divide by the sum of all eigenvalues.
+    **line_kwargs
+        Passed to ``ax.plot`` for the spectrum line.
+
+    Returns
+    -------
+    SpectrumArtists
+    """
+    lam = _as_array("eigenvalues", eigenvalues)
+    if lam.ndim != 1 or lam.size == 0:
+        raise ValueError(f"eigenvalues must be a non-empty 1-D array, got shape {lam.shape}")
+    total = lam.sum()
+    if normalize:
+        if not total > 0:
+            raise ValueError(f"eigenvalues must have a positive sum to be normalized, got {total}")
+        lam = lam / total
+    ranks = np.arange(1, lam.size + 1, dtype=np.float64)  # [w]
+    positive = lam > 0
+    (line,) = ax.plot(ranks[positive], lam[positive], color=color, label=label, **line_kwargs)
+    color = line.get_color()
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    artists = SpectrumArtists(line=line)
+
+    def _check_rank(name: str, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 1 <= value <= lam.size:
+            raise ValueError(f"{name} must be an integer rank in 1 .. {lam.size}, got {value!r}")
+        return int(value)
+
+    if fit is not None:
+        lo, hi = fit.ranks
+        n_fit = np.arange(lo, hi + 1, dtype=np.float64)
+        fit_values = fit.predict(n_fit) * (1.0 if normalize else total)
+        (artists.fit,) = ax.plot(n_fit, fit_values, linestyle=":", color="black", linewidth=1.4,
+                                 label=f"fit α = {fit.alpha:.3f} (ranks {lo}–{hi})")
+    if tau is not None:
+        tau = _check_rank("tau", tau)
+        artists.shade = ax.axvspan(1, tau, color="0.85", alpha=0.5, linewidth=0,
+                                   label=f"ranks 1–{tau}: not regularized")
+    if target_alpha is not None:
+        if isinstance(target_alpha, bool) or not np.isfinite(target_alpha) or target_alpha <= 0:
+            raise ValueError(f"target_alpha must be a finite number > 0, got {target_alpha!r}")
+        anchor = 1 if tau is None else tau
+        if not lam[anchor - 1] > 0:
+            raise ValueError(f"the eigenvalue at the anchor rank {anchor} must be positive, got {lam[anchor - 1]}")
+        kappa = lam[anchor - 1] * anchor**target_alpha
+        (artists.target,) = ax.plot(ranks, kappa * ranks**-target_alpha, linestyle="--", color=color,
+                                    linewidth=1.2, alpha=0.8,
+                                    label=f"target 1/n^{target_alpha:g} (anchored at n = {anchor})")
+    if effective_dim is not None:
+        effective_dim = _check_rank("effective_dim", effective_dim)
+        (artists.star,) = ax.plot([effective_dim], [lam[effective_dim - 1]], marker="*", markersize=13,
+                                  color=color, markeredgecolor="black", linestyle="none",
+                                  label=f"90% variance at n = {effective_dim}")
+    _label_if_unlabelled(ax, RANK_LABEL, _NORMALIZED_EIGENVALUE_LABEL if normalize else _EIGENVALUE_LABEL)
+    ax.legend()
+    return artists
+
+
+# --------------------------------------------------------------------------- accuracy
+
+
+def plot_accuracy_curve(ax: Axes, eps: Any, acc_per_seed: Any, *, label: str, color: str | None = None,
+                        percent: bool = True, **line_kwargs: Any) -> Any:
+    """Accuracy against perturbation size: mean over seeds with a ±1 sd band.
+
+    Nassar et al. 2020, Figs. 2-4 (mean ± sd over 3 seeds). With one seed there is
+    no band.
+
+    Parameters
+    ----------
+    ax
+        Axes to draw on.
+    eps
+        ``[E]`` perturbation sizes (L∞, pixel units in [0, 1]), or noise levels.
+    acc_per_seed
+        ``[n_seeds, E]`` (or ``[E]`` for one seed) accuracies as fractions in [0, 1].
+    label, color
+        Legend label and colour (e.g. :func:`method_color`).
+    percent
+        Draw in percent (default) or as fractions.
+    **line_kwargs
+        Passed to ``ax.plot``.
+
+    Returns
+    -------
+    matplotlib.lines.Line2D
+        The mean line (the band, when drawn, is the ``PolyCollection`` added to ``ax``).
+
+    Notes
+    -----
+    The band is the sample standard deviation (``ddof=1``) over seeds.
+    """
+    x = _as_array("eps", eps)
+    acc = _as_array("acc_per_seed", acc_per_seed)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"eps must be a non-empty 1-D array, got shape {x.shape}")
+    if acc.ndim == 1:
+        acc = acc[None, :]
+    if acc.ndim != 2 or acc.shape[1] != x.size or acc.shape[0] == 0:
+        raise ValueError(f"acc_per_seed must have shape [n_seeds, {x.size}], got {acc.shape}")
+    if np.any(acc < 0) or np.any(acc > 1):
+        raise ValueError("acc_per_seed must hold fractions in [0, 1]")
+    factor = 100.0 if percent else 1.0
+    mean = acc.mean(axis=0) * factor  # [E]
+    line_kwargs.setdefault("marker", "o")
+    line_kwargs.setdefault("markersize", 4)
+    (line,) = ax.plot(x, mean, color=color, label=label, **line_kwargs)
+    if acc.shape[0] > 1:
+        sd = acc.std(axis=0, ddof=1) * factor  # [E]
+        ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
+    _label_if_unlabelled(ax, EPSILON_LABEL, ACCURACY_LABEL if percent else "accuracy (fraction)")
+    ax.legend()
+    return line
+
+
+# --------------------------------------------------------------------------- sensitivity maps
+
+
+def plot_sensitivity_maps(fig_or_axes: Figure | Sequence[Axes] | np.ndarray, maps: Any,
+                          titles: Sequence[str], *, ncols: int | None = None, cmap: str = "RdBu_r",
+                          colorbar_label: str = "sensitivity ∂λ_n/∂x (per pixel)") -> tuple[np.ndarray, Colorbar]:
+    """Image grid of sensitivity maps ``J_n = ∂λ_n/∂x`` (Nassar et al. 2020, eq. 9, Fig. 5).
+
+    All maps share one symmetric diverging colour scale ``[-m, m]`` with
+    ``m = max |J|`` and one colour bar, so zero is white and maps are comparable.
+
+    Parameters
+    ----------
+    fig_or_axes
+        A figure (a grid of ``ncols`` columns is created on it) or at least ``n_maps``
+        axes.
+    maps
+        ``[n_maps, H, W]`` or ``[n_maps, C, H, W]`` (tensor or array); colour channels
+        are summed (signed).
+    titles
+        ``n_maps`` titles.
+    ncols
+        Columns of the created grid (default ``min(n_maps, 8)``).
+    cmap
+        A diverging colormap.
+    colorbar_label
+        Label of the shared colour bar (with units).
+
+    Returns
+    -------
+    (axes, colorbar)
+        The axes used (``[n_maps]`` object array) and the shared colour bar.
+    """
+    m = _as_array("maps", maps)
+    if m.ndim == 4:
+        m = m.sum(axis=1)  # [n, H, W]
+    if m.ndim != 3 or m.shape[0] == 0:
+        raise ValueError(f"maps must have shape [n_maps, H, W] or [n_maps, C, H, W], got {np.shape(maps)}")
+    n = m.shape[0]
+    if isinstance(titles, str) or len(titles) != n:
+        raise ValueError(f"titles must be a sequence of {n} strings, got {titles!r}")
+    if isinstance(fig_or_axes, Figure):
+        ncols = min(n, 8) if ncols is None else ncols
+        if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
+            raise ValueError(f"ncols must be an integer >= 1, got {ncols!r}")
+        nrows = -(-n // ncols)
+        grid = fig_or_axes.subplots(nrows, ncols, squeeze=False)
+        for ax in grid.ravel()[n:]:
+            ax.set_visible(False)
+        axes = grid.ravel()[:n]
+        figure = fig_or_axes
+    else:
+        flat = np.asarray(fig_or_axes, dtype=object).ravel()
+        if flat.size < n or not all(isinstance(ax, Axes) for ax in flat[:n]):
+            raise ValueError(f"fig_or_axes must be a Figure or at least {n} Axes, got {flat.size} items")
+        axes = flat[:n]
+        figure = axes[0].figure
+    vmax = float(np.abs(m).max())
+    vmax = vmax if vmax > 0 else 1.0
+    image = None
+    for ax, image_data, title in zip(axes, m, titles):
+        image = ax.imshow(image_data, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    colorbar = figure.colorbar(image, ax=list(axes), shrink=0.8)
+    colorbar.set_label(colorbar_label)
+    return np.asarray(axes, dtype=object), colorbar
+
+
+# --------------------------------------------------------------------------- value grids
+
+
+def plot_value_grid(ax: Axes, values: Any, *, row_labels: Sequence[str], col_labels: Sequence[str],
+                    xlabel: str, ylabel: str, colorbar_label: str, fmt: str = "{:.3f}",
+                    cmap: str = "viridis") -> Colorbar:
+    """Annotated heat map of a small table, e.g. a fitted α for several fit ranges.
+
+    Parameters
+    ----------
+    ax
+        Axes to draw on.
+    values
+        ``[R, C]`` finite values (NaN cells are left blank).
+    row_labels, col_labels
+        ``R`` and ``C`` tick labels (rows top to bottom).
+    xlabel, ylabel, colorbar_label
+        Axis and colour-bar labels, with units.
+    fmt
+        Format of the number printed in each cell.
+    cmap
+        Sequential colormap.
+
+    Returns
+    -------
+    matplotlib.colorbar.Colorbar
+    """
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    v = np.asarray(values, dtype=np.float64)  # NaN allowed (blank cell), inf not
+    if np.isinf(v).any():
+        raise ValueError("values must not contain inf")
+    if v.ndim != 2 or v.size == 0:
+        raise ValueError(f"values must be a non-empty 2-D array, got shape {v.shape}")
+    if len(row_labels) != v.shape[0] or len(col_labels) != v.shape[1]:
+        raise ValueError(f"row_labels and col_labels must have {v.shape[0]} and {v.shape[1]} entries, "
+                         f"got {len(row_labels)} and {len(col_labels)}")
+    image = ax.imshow(v, cmap=cmap, aspect="auto")
+    ax.set_xticks(range(v.shape[1]), [str(c) for c in col_labels])
+    ax.set_yticks(range(v.shape[0]), [str(r) for r in row_labels])
+    finite = v[np.isfinite(v)]
+    middle = 0.5 * (finite.min() + finite.max()) if finite.size else 0.0
+    for (i, j), value in np.ndenumerate(v):
+        if np.isfinite(value):
+            ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=9,
+                    color="black" if value > middle else "white")
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    label_axes(ax, xlabel, ylabel)
+    colorbar = ax.figure.colorbar(image, ax=ax)
+    colorbar.set_label(colorbar_label)
+    return colorbar

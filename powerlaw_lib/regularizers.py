@@ -1,0 +1,527 @@
+"""Spectral, slope and Jacobian regularizers on hidden representations.
+
+- :class:`SpectralRegularizer` -- Nassar et al. 2020, eq. 2: pulls the batch eigenspectrum
+  of a layer towards a power law γ_n = κ n^−α beyond rank τ. Batch eigenvalues are the
+  Rayleigh quotients λ̂_n = (Vᵀ Σ_B V)_nn of the batch covariance Σ_B in the eigenbasis V
+  of the full-training-set covariance (:class:`ReferenceEigenbasis`, refreshed once per epoch).
+- :class:`SlopeRegularizer` -- Gerum et al. 2022: penalizes the log-log slope of the
+  normalized batch spectrum over ranks lo..hi, either β·|α̂ − α| ("abs") or the mean squared
+  distance to a line of fixed slope −α ("mse").
+- :func:`jacobian_penalty`, :class:`JacobianRegularizer` -- Hoffman et al. 2019: ½·mean of
+  ‖∂logits/∂x‖²_F estimated with random projections (used in Nassar et al. 2020, §4.3).
+
+Conventions
+-----------
+- A layer's representation ``h`` is ``[B, N]`` (batch, width); batch covariances are centred
+  and divided by B − 1.
+- Penalties are differentiable scalars. Under ``torch.autocast`` the projection matmul may
+  run in bfloat16, but centring, squares, sums and the penalty arithmetic run in float32
+  (float64 when ``h`` is float64).
+- Ranks are 1-based, as in the papers. No Python loop runs over eigenvalues.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "JacobianRegularizer",
+    "ReferenceEigenbasis",
+    "SlopeRegularizer",
+    "SpectralRegularizer",
+    "batch_covariance",
+    "covariance_float64",
+    "jacobian_penalty",
+    "spectral_penalty",
+]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _as_tensor(value: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, torch.Tensor):
+        return value
+    raise ValueError(f"expected a torch.Tensor or numpy.ndarray, got {type(value).__name__}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_positive(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return value
+
+
+def _check_nonnegative(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def _check_tau(tau: object) -> int:
+    if not _is_int(tau) or tau < 1:  # type: ignore[operator]
+        raise ValueError(f"tau must be an integer >= 1 (1-based rank), got {tau!r}")
+    return int(tau)  # type: ignore[arg-type]
+
+
+def _compute_dtype(h: torch.Tensor) -> torch.dtype:
+    """float64 for float64 input, float32 otherwise (including bf16/fp16 under autocast)."""
+    return torch.float64 if h.dtype == torch.float64 else torch.float32
+
+
+def _check_batch(h: torch.Tensor, width: int | None = None) -> None:
+    if h.ndim != 2:
+        raise ValueError(f"h must be a [B, N] matrix of representations, got shape {tuple(h.shape)}")
+    if width is not None and h.shape[1] != width:
+        raise ValueError(f"h has width {h.shape[1]}, but the regularizer was refreshed on width {width}")
+    if h.shape[0] < 2:
+        raise ValueError(f"batch size must be >= 2 to form a covariance, got {h.shape[0]}")
+
+
+# ----------------------------------------------------------------------------- covariances
+
+
+def covariance_float64(h: torch.Tensor | np.ndarray, chunk_size: int = 4096) -> torch.Tensor:
+    """Covariance of representations ``h [n, N]``, centred and divided by n − 1, in float64.
+
+    Meant for the full-training-set covariance that defines the reference eigenbasis
+    (Nassar et al. 2020, §3). The mean is accumulated in float64; centred chunks of
+    ``chunk_size`` rows are multiplied in float32 (float64 when ``h`` is float64) and summed
+    into a float64 ``[N, N]`` matrix, so memory stays O(chunk_size·N + N²). No gradient;
+    any enclosing autocast is disabled.
+    """
+    h = _as_tensor(h)
+    if h.ndim != 2 or h.shape[0] < 2:
+        raise ValueError(f"h must be an [n, N] matrix with n >= 2, got shape {tuple(h.shape)}")
+    if not _is_int(chunk_size) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    n, width = h.shape
+    product_dtype = torch.float64 if h.dtype == torch.float64 else torch.float32
+    with torch.no_grad(), torch.autocast(device_type=h.device.type, enabled=False):
+        mean = torch.zeros(width, dtype=torch.float64, device=h.device)
+        for start in range(0, n, chunk_size):
+            mean += h[start : start + chunk_size].to(torch.float64).sum(dim=0)
+        mean /= n
+        cov = torch.zeros(width, width, dtype=torch.float64, device=h.device)
+        for start in range(0, n, chunk_size):
+            centred = (h[start : start + chunk_size].to(torch.float64) - mean).to(product_dtype)  # [c, N]
+            cov += (centred.mT @ centred).to(torch.float64)
+        cov /= n - 1
+    return 0.5 * (cov + cov.mT)
+
+
+def batch_covariance(h: torch.Tensor) -> torch.Tensor:
+    """Differentiable float64 covariance ``[N, N]`` of a batch ``h [B, N]`` (centred, / (B − 1))."""
+    _check_batch(h)
+    with torch.autocast(device_type=h.device.type, enabled=False):
+        h64 = h.to(torch.float64)
+        centred = h64 - h64.mean(dim=0, keepdim=True)  # [B, N]
+        cov = centred.mT @ centred / (h.shape[0] - 1)
+    return 0.5 * (cov + cov.mT)
+
+
+# ----------------------------------------------------------------------------- reference basis
+
+
+class ReferenceEigenbasis:
+    """Eigenbasis V of a reference (full-training-set) covariance and batch Rayleigh quotients.
+
+    Nassar et al. 2020, §3: the eigenvectors are recomputed once per epoch from the
+    representations of the whole training set; during the epoch a batch's eigenvalues are
+    estimated as λ̂ = diag(Vᵀ Σ_B V), with gradients through Σ_B only.
+    """
+
+    def __init__(self) -> None:
+        self._eigenvectors: torch.Tensor | None = None  # [N, N] float32, columns by decreasing eigenvalue
+        self._eigenvalues: torch.Tensor | None = None  # [N] float64, decreasing
+
+    @property
+    def is_ready(self) -> bool:
+        """True once :meth:`refresh` or :meth:`refresh_from_covariance` has been called."""
+        return self._eigenvectors is not None
+
+    @property
+    def width(self) -> int | None:
+        """Layer width N of the stored basis (None before the first refresh)."""
+        return None if self._eigenvectors is None else int(self._eigenvectors.shape[0])
+
+    @property
+    def eigenvectors(self) -> torch.Tensor:
+        """V ``[N, N]`` float32, column n = eigenvector of the n-th largest eigenvalue."""
+        self._require_ready()
+        return self._eigenvectors  # type: ignore[return-value]
+
+    @property
+    def eigenvalues(self) -> torch.Tensor:
+        """Reference eigenvalues ``[N]`` float64 in decreasing order."""
+        self._require_ready()
+        return self._eigenvalues  # type: ignore[return-value]
+
+    def _require_ready(self) -> None:
+        if self._eigenvectors is None:
+            raise RuntimeError(
+                "the eigenbasis is not set: call refresh(h_full) or refresh_from_covariance(cov) "
+                "with the full-training-set representations before computing the penalty"
+            )
+
+    def refresh(self, h_full: torch.Tensor | np.ndarray, chunk_size: int = 4096) -> None:
+        """Set the basis from representations ``h_full [n, N]`` of the reference set."""
+        self.refresh_from_covariance(covariance_float64(h_full, chunk_size=chunk_size))
+
+    def refresh_from_covariance(self, cov: torch.Tensor | np.ndarray) -> None:
+        """Set the basis from a precomputed covariance ``[N, N]`` (eigh in float64)."""
+        cov = _as_tensor(cov)
+        if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] < 1:
+            raise ValueError(f"cov must be a square [N, N] matrix, got shape {tuple(cov.shape)}")
+        with torch.no_grad():
+            cov64 = cov.detach().to(torch.float64)
+            if not torch.isfinite(cov64).all():
+                raise ValueError("cov must contain only finite values")
+            eigenvalues, eigenvectors = torch.linalg.eigh(0.5 * (cov64 + cov64.mT))  # ascending
+        self._eigenvalues = eigenvalues.flip(0)
+        self._eigenvectors = eigenvectors.flip(1).to(torch.float32).contiguous()
+
+    def rayleigh_quotients(self, h: torch.Tensor) -> torch.Tensor:
+        """Batch eigenvalue estimates λ̂_n = (Vᵀ Σ_B V)_nn sorted decreasingly, ``[N]``.
+
+        Computed as column variances of the centred batch projected on V:
+        P = (h − mean) @ V ``[B, N]``, λ̂ = Σ_b P²_bn / (B − 1). The projection may run in
+        bfloat16 under autocast; P is cast to float32 (float64 for float64 ``h``) before
+        squaring. Differentiable with respect to ``h`` (V is a constant).
+        """
+        self._require_ready()
+        _check_batch(h, self.width)
+        dtype = _compute_dtype(h)
+        hc = h.to(dtype)
+        centred = hc - hc.mean(dim=0, keepdim=True)  # [B, N]
+        basis = self._eigenvectors.to(device=h.device, dtype=dtype)  # type: ignore[union-attr]
+        projected = (centred @ basis).to(dtype)  # [B, N]
+        quotients = projected.pow(2).sum(dim=0) / (h.shape[0] - 1)  # [N]
+        return torch.sort(quotients, descending=True).values
+
+
+# ----------------------------------------------------------------------------- spectral (eq. 2)
+
+
+def spectral_penalty(eigenvalues: torch.Tensor, alpha: float = 1.0, tau: int = 10, beta: float = 1.0) -> torch.Tensor:
+    """Nassar et al. 2020, eq. 2, on a spectrum sorted in decreasing order.
+
+    R = β/N · Σ_{n≥τ} [(λ_n/γ_n − 1)² + max(0, λ_n/γ_n − 1)], γ_n = κ n^−α with κ chosen so
+    that γ_τ = λ_τ (1-based ranks) and treated as a constant (no gradient through κ).
+    Written as λ_n/γ_n = (λ_n / sg(λ_τ))·(n/τ)^α so that the n = τ term is exactly zero.
+
+    Parameters
+    ----------
+    eigenvalues : Tensor ``[N]``
+        Decreasing spectrum (e.g. Rayleigh quotients of a batch); N is the layer width.
+    alpha, tau, beta : float, int, float
+        Target exponent (> 0), first regularized rank (1 <= tau <= N), strength (>= 0).
+
+    Notes
+    -----
+    The authors' code anchors κ at rank τ+1 and sums from τ+2 (0-based indexing); this
+    follows the paper's text. If λ_τ = 0, κ is clamped to the smallest positive normal
+    number so the penalty stays finite.
+    """
+    alpha = _check_positive("alpha", alpha)
+    tau = _check_tau(tau)
+    beta = _check_nonnegative("beta", beta)
+    if eigenvalues.ndim != 1:
+        raise ValueError(f"eigenvalues must be a 1-D spectrum, got shape {tuple(eigenvalues.shape)}")
+    width = eigenvalues.shape[0]
+    if tau > width:
+        raise ValueError(f"tau must be in [1, N] = [1, {width}] for a layer of width {width}, got {tau}")
+    dtype = _compute_dtype(eigenvalues)
+    lam = eigenvalues.to(dtype)
+    anchor = lam[tau - 1].detach().clamp_min(torch.finfo(dtype).tiny)  # γ_τ = λ_τ, no gradient
+    ranks = torch.arange(tau, width + 1, dtype=dtype, device=lam.device)  # n = τ .. N
+    ratio = lam[tau - 1 :] / anchor * (ranks / tau).pow(alpha) - 1.0  # λ_n/γ_n − 1, [N − τ + 1]
+    return beta / width * (ratio.pow(2) + torch.relu(ratio)).sum()
+
+
+class SpectralRegularizer:
+    """Spectral regularizer of Nassar et al. 2020, eq. 2, for one layer.
+
+    Call :meth:`refresh` (or :meth:`refresh_from_covariance`) with the full-training-set
+    representations of the layer at the start of every epoch (model in eval mode, no
+    gradient), then ``reg(h)`` on each batch ``h [B, N]`` returns the differentiable penalty
+    computed from the Rayleigh quotients in the stored eigenbasis.
+
+    Parameters
+    ----------
+    alpha : float
+        Target power-law exponent (> 0); paper: 1.
+    tau : int
+        First regularized rank, 1-based (1 <= tau <= N); paper: 10.
+    beta : float
+        Strength (>= 0); paper: 1, 2, 5.
+    """
+
+    needs_refresh = True
+
+    def __init__(self, alpha: float = 1.0, tau: int = 10, beta: float = 1.0) -> None:
+        self.alpha = _check_positive("alpha", alpha)
+        self.tau = _check_tau(tau)
+        self.beta = _check_nonnegative("beta", beta)
+        self.basis = ReferenceEigenbasis()
+
+    def __repr__(self) -> str:
+        return f"SpectralRegularizer(alpha={self.alpha}, tau={self.tau}, beta={self.beta})"
+
+    @property
+    def is_ready(self) -> bool:
+        return self.basis.is_ready
+
+    def _check_width(self, width: int) -> None:
+        if self.tau > width:
+            raise ValueError(f"tau must be in [1, N] = [1, {width}] for a layer of width {width}, got {self.tau}")
+
+    def refresh(self, h_full: torch.Tensor | np.ndarray, chunk_size: int = 4096) -> None:
+        """Recompute the eigenbasis from the reference representations ``h_full [n, N]``."""
+        h_full = _as_tensor(h_full)
+        if h_full.ndim == 2:
+            self._check_width(h_full.shape[1])
+        self.basis.refresh(h_full, chunk_size=chunk_size)
+
+    def refresh_from_covariance(self, cov: torch.Tensor | np.ndarray) -> None:
+        """Recompute the eigenbasis from a reference covariance ``[N, N]``."""
+        cov = _as_tensor(cov)
+        if cov.ndim == 2:
+            self._check_width(cov.shape[1])
+        self.basis.refresh_from_covariance(cov)
+
+    def rayleigh_quotients(self, h: torch.Tensor) -> torch.Tensor:
+        """λ̂ = diag(Vᵀ Σ_B V) of the batch ``h [B, N]``, decreasing, differentiable."""
+        return self.basis.rayleigh_quotients(h)
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        """Penalty (scalar tensor) of eq. 2 for the batch ``h [B, N]``."""
+        return spectral_penalty(self.rayleigh_quotients(h), alpha=self.alpha, tau=self.tau, beta=self.beta)
+
+
+# ----------------------------------------------------------------------------- slope (Gerum et al. 2022)
+
+
+class SlopeRegularizer:
+    """Power-law slope penalties of Gerum et al. 2022 on the batch spectrum of a layer.
+
+    The batch eigenvalues (``method="exact"``: ``eigvalsh`` of the float64 batch covariance,
+    differentiable; ``method="rayleigh"``: quotients in a refreshed reference basis as in
+    :class:`SpectralRegularizer`) are normalized to sum 1 and restricted to the 1-based
+    ranks lo..hi. With x_n = log n and y_n = log λ_n:
+
+    - ``mode="abs"``: α̂ = −slope of the unweighted least-squares line of y on x (closed
+      form), penalty β·|α̂ − α|;
+    - ``mode="mse"``: penalty β·mean_n (y_n − c + α x_n)², the mean squared distance to the
+      best line of fixed slope −α, intercept c = mean(y + α x).
+
+    Parameters
+    ----------
+    alpha : float
+        Target exponent α* (> 0).
+    beta : float
+        Strength (>= 0); Gerum et al.: 0.1 or 1.
+    ranks : (int, int)
+        1-based inclusive rank range (lo, hi), 1 <= lo < hi; Gerum et al.: (6, 50).
+    mode : str
+        "abs" or "mse".
+    method : str
+        "exact" or "rayleigh" (the latter needs :meth:`refresh` each epoch).
+    """
+
+    def __init__(
+        self,
+        alpha: float,
+        beta: float = 1.0,
+        ranks: tuple[int, int] = (6, 50),
+        mode: str = "abs",
+        method: str = "exact",
+    ) -> None:
+        self.alpha = _check_positive("alpha", alpha)
+        self.beta = _check_nonnegative("beta", beta)
+        if (
+            not isinstance(ranks, (tuple, list))
+            or len(ranks) != 2
+            or not all(_is_int(r) for r in ranks)
+            or not 1 <= ranks[0] < ranks[1]
+        ):
+            raise ValueError(f"ranks must be two integers (lo, hi) with 1 <= lo < hi, got {ranks!r}")
+        self.ranks = (int(ranks[0]), int(ranks[1]))
+        if mode not in ("abs", "mse"):
+            raise ValueError(f"mode must be 'abs' or 'mse', got {mode!r}")
+        if method not in ("exact", "rayleigh"):
+            raise ValueError(f"method must be 'exact' or 'rayleigh', got {method!r}")
+        self.mode = mode
+        self.method = method
+        self.basis = ReferenceEigenbasis() if method == "rayleigh" else None
+
+    def __repr__(self) -> str:
+        return (
+            f"SlopeRegularizer(alpha={self.alpha}, beta={self.beta}, ranks={self.ranks}, "
+            f"mode={self.mode!r}, method={self.method!r})"
+        )
+
+    @property
+    def needs_refresh(self) -> bool:
+        """True for ``method="rayleigh"``, which needs a reference basis every epoch."""
+        return self.basis is not None
+
+    @property
+    def is_ready(self) -> bool:
+        return self.basis is None or self.basis.is_ready
+
+    def _check_width(self, width: int) -> None:
+        if self.ranks[1] > width:
+            raise ValueError(f"ranks[1] must be <= the layer width N = {width}, got ranks={self.ranks}")
+
+    def refresh(self, h_full: torch.Tensor | np.ndarray, chunk_size: int = 4096) -> None:
+        """Recompute the reference basis (``method="rayleigh"``; a no-op for ``"exact"``)."""
+        if self.basis is not None:
+            h_full = _as_tensor(h_full)
+            if h_full.ndim == 2:
+                self._check_width(h_full.shape[1])
+            self.basis.refresh(h_full, chunk_size=chunk_size)
+
+    def refresh_from_covariance(self, cov: torch.Tensor | np.ndarray) -> None:
+        """Recompute the reference basis from a covariance (a no-op for ``"exact"``)."""
+        if self.basis is not None:
+            cov = _as_tensor(cov)
+            if cov.ndim == 2:
+                self._check_width(cov.shape[1])
+            self.basis.refresh_from_covariance(cov)
+
+    def batch_spectrum(self, h: torch.Tensor) -> torch.Tensor:
+        """Decreasing batch eigenvalues ``[N]`` of ``h [B, N]`` (float32, float64 for float64 ``h``)."""
+        _check_batch(h)
+        self._check_width(h.shape[1])
+        if self.basis is not None:
+            return self.basis.rayleigh_quotients(h)
+        if h.shape[0] <= self.ranks[1]:
+            raise ValueError(
+                f"batch size must exceed ranks[1] = {self.ranks[1]} so the batch spectrum has no exact zeros "
+                f"in the fitted range, got batch size {h.shape[0]}"
+            )
+        eigenvalues = torch.linalg.eigvalsh(batch_covariance(h)).flip(0)  # [N] float64, decreasing
+        return eigenvalues.to(_compute_dtype(h))
+
+    def _log_spectrum(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x = log n, y = log λ_n of the normalized spectrum over the rank range."""
+        spectrum = self.batch_spectrum(h)
+        dtype = spectrum.dtype
+        lo, hi = self.ranks
+        normalized = spectrum / spectrum.sum()
+        y = normalized[lo - 1 : hi].clamp_min(torch.finfo(dtype).tiny).log()  # [hi − lo + 1]
+        x = torch.arange(lo, hi + 1, dtype=dtype, device=h.device).log()
+        return x, y
+
+    @staticmethod
+    def _fit_alpha(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        xc = x - x.mean()
+        slope = (xc * (y - y.mean())).sum() / xc.pow(2).sum()
+        return -slope
+
+    def fitted_alpha(self, h: torch.Tensor) -> float:
+        """Exponent α̂ of the least-squares fit over the rank range (no gradient)."""
+        with torch.no_grad():
+            x, y = self._log_spectrum(h.detach())
+            return float(self._fit_alpha(x, y))
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        """Penalty (scalar tensor) for the batch ``h [B, N]``."""
+        x, y = self._log_spectrum(h)
+        if self.mode == "abs":
+            return self.beta * (self._fit_alpha(x, y) - self.alpha).abs()
+        shifted = y + self.alpha * x  # residual of the fixed-slope line, up to the intercept
+        return self.beta * (shifted - shifted.mean()).pow(2).mean()
+
+
+# ----------------------------------------------------------------------------- Jacobian (Hoffman et al. 2019)
+
+
+def jacobian_penalty(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    n_proj: int = 1,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """½ · mean_b ‖∂logits_b/∂x_b‖²_F by random projections (Hoffman et al. 2019).
+
+    For each projection and sample, v is uniform on the unit sphere in C = n_classes
+    dimensions and ‖J‖²_F ≈ C·‖vᵀJ‖²; each projection costs one vector-Jacobian product,
+    taken with ``create_graph=True`` so the penalty can be trained through. Estimates are
+    averaged over ``n_proj`` projections.
+
+    Parameters
+    ----------
+    model : callable
+        Maps ``x [B, ...]`` to logits ``[B, C]``. It is evaluated once more here, so a model in
+        train mode with batch norm updates its running statistics again.
+    x : Tensor ``[B, ...]``
+        Inputs; detached and cloned internally (the caller's tensor is untouched).
+    n_proj : int
+        Number of random projections (>= 1).
+    generator : torch.Generator, optional
+        Source of the random directions (drawn on the generator's device).
+
+    Notes
+    -----
+    One vector-Jacobian product for the whole batch gives every sample's vᵀJ only when
+    samples are processed independently; layers that mix samples (batch norm in train mode,
+    :class:`~powerlaw_lib.models.Whitening`) add cross-sample derivatives, as in the
+    reference implementation of Hoffman et al.
+    """
+    if not _is_int(n_proj) or n_proj < 1:
+        raise ValueError(f"n_proj must be an integer >= 1, got {n_proj!r}")
+    inputs = x.detach().clone().requires_grad_(True)
+    logits = model(inputs)  # [B, C]
+    if logits.ndim != 2:
+        raise ValueError(f"model must return logits of shape [B, C], got {tuple(logits.shape)}")
+    batch, n_classes = logits.shape
+    device = generator.device if generator is not None else logits.device
+    total = logits.new_zeros((), dtype=torch.float32 if logits.dtype != torch.float64 else torch.float64)
+    for _ in range(n_proj):
+        v = torch.randn(batch, n_classes, generator=generator, device=device, dtype=total.dtype)
+        v = (v / v.norm(dim=1, keepdim=True)).to(device=logits.device, dtype=logits.dtype)  # [B, C], unit rows
+        # [B, ...] = vᵀJ per sample; the forward graph is kept for the next projections and for backward
+        (vjp,) = torch.autograd.grad(logits, inputs, grad_outputs=v, create_graph=True, retain_graph=True)
+        total = total + n_classes * vjp.to(total.dtype).pow(2).sum() / batch
+    return 0.5 * total / n_proj
+
+
+class JacobianRegularizer:
+    """β · :func:`jacobian_penalty` (Hoffman et al. 2019; Nassar et al. 2020, §4.3: β = 0.01).
+
+    ``reg(model, x)`` returns the differentiable scalar penalty.
+    """
+
+    def __init__(self, beta: float = 0.01, n_proj: int = 1) -> None:
+        self.beta = _check_nonnegative("beta", beta)
+        if not _is_int(n_proj) or n_proj < 1:
+            raise ValueError(f"n_proj must be an integer >= 1, got {n_proj!r}")
+        self.n_proj = int(n_proj)
+
+    def __repr__(self) -> str:
+        return f"JacobianRegularizer(beta={self.beta}, n_proj={self.n_proj})"
+
+    def __call__(
+        self,
+        model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+        x: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        return self.beta * jacobian_penalty(model, x, n_proj=self.n_proj, generator=generator)

@@ -1,0 +1,141 @@
+"""`Result` and `ResultStore`: one JSON file per finished run, keyed by its config hash.
+
+Files are written atomically (temporary file in the same folder, fsync, `os.replace`), so
+the store never holds a half-written result, and an existing result is never overwritten by
+a different one. Per-epoch training checkpoints live beside the results in a `.checkpoints/`
+sub-folder (git-ignored): they let a killed run resume, and are deleted once the result is
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .config import RunConfig
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Result:
+    """A finished run: its config, scalar metrics, curves, spectra and provenance.
+
+    `metrics` holds scalars (e.g. ``clean_accuracy``, ``alpha_layer3``); `curves` holds
+    accuracy curves over the config's grids (``fgsm``, ``pgd``, ``noise``); `spectra` the
+    test-set eigenspectrum of each hidden layer (``layer1`` ...); `sensitivity` the maps
+    dλ_n/dx (nested lists [image][n][C][H][W]); `history` one dict per epoch.
+    """
+
+    config: RunConfig
+    metrics: dict[str, float]
+    curves: dict[str, list[float]] = field(default_factory=dict)
+    spectra: dict[str, list[float]] = field(default_factory=dict)
+    sensitivity: list = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return self.config.key
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "key": self.key,
+            "config": self.config.to_dict(),
+            "metrics": self.metrics,
+            "curves": self.curves,
+            "spectra": self.spectra,
+            "sensitivity": self.sensitivity,
+            "history": self.history,
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Result":
+        cfg = RunConfig.from_dict(d["config"])
+        if d.get("key") not in (None, cfg.key):
+            raise ValueError(f"result key {d['key']} does not match its config (hash {cfg.key})")
+        return cls(cfg, d["metrics"], d.get("curves", {}), d.get("spectra", {}),
+                   d.get("sensitivity", []), d.get("history", []), d.get("provenance", {}))
+
+
+class ResultStore:
+    """A folder of results, ``<path>/<config key>.json``.
+
+    >>> store = ResultStore("data/results")
+    >>> store.missing(configs)        # configs without a result
+    >>> store.get(config)             # Result or None
+    >>> [r.metrics for r in store]    # every stored result
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    # --- paths ------------------------------------------------------------------------------
+    def result_path(self, config: RunConfig) -> Path:
+        return self.path / f"{config.key}.json"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / ".checkpoints"
+
+    def checkpoint_path(self, config: RunConfig) -> Path:
+        return self.checkpoint_dir / f"{config.key}.pt"
+
+    # --- queries ----------------------------------------------------------------------------
+    def __contains__(self, config: RunConfig) -> bool:
+        return self.result_path(config).exists()
+
+    def get(self, config: RunConfig) -> Result | None:
+        p = self.result_path(config)
+        if not p.exists():
+            return None
+        result = Result.from_dict(json.loads(p.read_text()))
+        if result.config != config:
+            raise ValueError(f"{p} holds a different config than requested (hash collision?)")
+        return result
+
+    def missing(self, configs: Iterable[RunConfig]) -> list[RunConfig]:
+        return [c for c in configs if c not in self]
+
+    def __iter__(self) -> Iterator[Result]:
+        if not self.path.exists():
+            return
+        for p in sorted(self.path.glob("*.json")):
+            yield Result.from_dict(json.loads(p.read_text()))
+
+    def __len__(self) -> int:
+        return len(list(self.path.glob("*.json"))) if self.path.exists() else 0
+
+    # --- writing ----------------------------------------------------------------------------
+    def put(self, result: Result) -> Path:
+        """Write `result` atomically. Refuses to replace an existing, different result."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        target = self.result_path(result.config)
+        text = json.dumps(result.to_dict(), indent=1, allow_nan=False) + "\n"
+        if target.exists():
+            raise FileExistsError(f"{target} exists: results are never overwritten "
+                                  "(delete the file to rerun that config)")
+        atomic_write_text(target, text)
+        return target
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    """Write text to `target` via a temporary file in the same folder and `os.replace`."""
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,215 @@
+"""Training loop: Adam on cross-entropy + regularizer penalties, with per-epoch checkpoints.
+
+Nassar et al. 2020, §3: the loss is cross-entropy plus the spectral penalty (eq. 2) of each
+regularized layer. At the start of every epoch the eigenvectors of each regularized layer's
+covariance over the WHOLE training set are recomputed (model in eval mode, no gradient);
+within the epoch the batch eigenvalues are Rayleigh quotients on those fixed eigenvectors.
+
+Determinism: the model is initialised from `config.seed`; the batch order and the random
+projections of the Jacobian penalty come from generators seeded by (seed, epoch), so a run
+resumed from the checkpoint of epoch k is identical to one that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import RunConfig
+from .regularizers import JacobianRegularizer, SlopeRegularizer, SpectralRegularizer
+from .spectrum import covariance
+
+#: Rows per chunk when the whole training set is pushed through the network.
+EVAL_CHUNK = 5000
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite; the run is abandoned, nothing is stored."""
+
+
+def autocast(precision: str):
+    """bf16 autocast for the network and the projection; a no-op for fp32."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def make_regularizers(config: RunConfig) -> dict[int, Callable]:
+    """Layer index (1-based) -> penalty callable taking that layer's batch activations [B, N]."""
+    kind = config.regularizer
+    if kind == "spectral":
+        return {l: SpectralRegularizer(config.alpha, config.tau, config.beta)
+                for l in config.reg_layers}
+    if kind in ("slope", "slope-mse"):
+        mode = "abs" if kind == "slope" else "mse"
+        return {l: SlopeRegularizer(config.alpha, config.beta, ranks=config.slope_ranks, mode=mode)
+                for l in config.reg_layers}
+    return {}
+
+
+def hidden_representations(model: nn.Module, x: torch.Tensor, layers: list[int],
+                           precision: str = "fp32", chunk: int = EVAL_CHUNK
+                           ) -> dict[int, torch.Tensor]:
+    """Hidden activations of `layers` (1-based) over all of `x`, in eval mode, float32.
+
+    Returns layer -> [n, N_l]. Evaluated in chunks of `chunk` rows (>= any whitened width).
+    """
+    was_training = model.training
+    model.eval()
+    out: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
+    try:
+        with torch.inference_mode(), autocast(precision):
+            for i in range(0, len(x), chunk):
+                _, hs = model.forward_with_hidden(x[i:i + chunk])
+                for l in layers:
+                    out[l].append(hs[l - 1].float())
+    finally:
+        model.train(was_training)
+    return {l: torch.cat(v) for l, v in out.items()}
+
+
+def refresh_eigenvectors(model: nn.Module, regularizers: dict[int, Callable],
+                         x_train: torch.Tensor, precision: str = "fp32") -> None:
+    """Recompute each spectral regularizer's eigenvectors on the full training set."""
+    layers = [l for l, r in regularizers.items() if getattr(r, "needs_refresh", True)]
+    if not layers:
+        return
+    hs = hidden_representations(model, x_train, layers, precision)
+    for l in layers:
+        regularizers[l].refresh_from_covariance(covariance(hs[l], chunk_size=EVAL_CHUNK))
+        del hs[l]
+
+
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32",
+             chunk: int = EVAL_CHUNK) -> float:
+    """Fraction of correctly classified images, eval mode, in chunks."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    try:
+        with torch.inference_mode(), autocast(precision):
+            for i in range(0, len(x), chunk):
+                correct += int((model(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum())
+    finally:
+        model.train(was_training)
+    return correct / len(x)
+
+
+def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=config.lr,
+                            amsgrad=config.optimizer == "amsgrad")
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    return torch.Generator().manual_seed(1_000_003 * seed + epoch)
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds: the model and optimizer after `epochs_done` epochs."""
+
+    epochs_done: int
+    history: list[dict[str, float]]
+
+
+def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                    state: TrainState, key: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"key": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "epochs_done": state.epochs_done, "history": state.history}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
+                    key: str) -> TrainState | None:
+    if not path.exists():
+        return None
+    ckpt = torch.load(path, weights_only=False)
+    if ckpt.get("key") != key:
+        return None
+    model.load_state_dict(ckpt["model"])
+    opt.load_state_dict(ckpt["optimizer"])
+    return TrainState(ckpt["epochs_done"], ckpt["history"])
+
+
+def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor,
+          x_test: torch.Tensor, y_test: torch.Tensor, *, checkpoint: Path | None = None,
+          progress: bool = True, stop_after: int | None = None) -> list[dict[str, float]]:
+    """Train `model` as `config` says; return the per-epoch history.
+
+    x_train [n, C, H, W] in [0, 1], y_train [n] int64. With `checkpoint`, the state after each
+    epoch is saved there and training resumes from it when it exists. `stop_after` ends
+    training after that many epochs of this call (used to test resumption).
+    Raises `NonFiniteLossError` naming the epoch when the loss becomes NaN/inf.
+    """
+    from tqdm.auto import tqdm
+
+    opt = make_optimizer(config, model)
+    regs = make_regularizers(config)
+    jac = (JacobianRegularizer(config.beta, config.jacobian_projections)
+           if config.regularizer == "jacobian" else None)
+    state = TrainState(0, [])
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, model, opt, config.key) or state
+
+    n = len(x_train)
+    bs = min(config.batch_size, n)
+    n_batches = max(1, n // bs)  # the last incomplete batch is dropped
+    bar = tqdm(range(state.epochs_done, config.epochs), initial=state.epochs_done,
+               total=config.epochs, desc=config.label, disable=not progress, leave=False)
+    done_here = 0
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        refresh_eigenvectors(model, regs, x_train, config.precision)
+        gen = epoch_generator(config.seed, epoch)
+        order = torch.randperm(n, generator=gen)
+        sums = torch.zeros(3, dtype=torch.float64)  # loss, penalty, correct
+        for b in range(n_batches):
+            idx = order[b * bs:(b + 1) * bs]
+            xb, yb = x_train[idx], y_train[idx]  # [B, C, H, W], [B]
+            with autocast(config.precision):
+                logits, hs = model.forward_with_hidden(xb)
+                penalty = sum((regs[l](hs[l - 1]) for l in regs), torch.zeros(()))
+            ce = F.cross_entropy(logits.float(), yb)
+            if jac is not None:
+                penalty = penalty + jac(model, xb, generator=gen)
+            loss = ce + penalty
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1} "
+                    f"({config.label}); nothing was stored")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                sums += torch.stack([loss.detach().double(), penalty.detach().double(),
+                                     (logits.argmax(1) == yb).sum().double()])
+        loss_m, pen_m, correct = (sums / torch.tensor([n_batches, n_batches, 1.0])).tolist()
+        row = {"epoch": epoch + 1, "loss": loss_m, "penalty": pen_m,
+               "train_accuracy": correct / (n_batches * bs),
+               "test_accuracy": accuracy(model, x_test, y_test, config.precision),
+               "seconds": time.perf_counter() - t0}
+        state.history.append(row)
+        state.epochs_done = epoch + 1
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, opt, state, config.key)
+        bar.set_postfix(loss=f"{loss_m:.4f}", penalty=f"{pen_m:.4f}",
+                        acc=f"{row['test_accuracy']:.4f}")
+        done_here += 1
+        if stop_after is not None and done_here >= stop_after:
+            break
+    bar.close()
+    if not all(math.isfinite(v) for r in state.history for v in r.values()):
+        raise NonFiniteLossError(f"non-finite value in the training history ({config.label})")
+    return state.history

@@ -1,0 +1,146 @@
+"""Real (short) training runs: accuracy, determinism, resumption, store safety, executors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from powerlaw_lib import __main__ as cli
+from powerlaw_lib import grids
+from powerlaw_lib.config import RunConfig
+from powerlaw_lib.experiments import run, run_grid
+from powerlaw_lib.store import Result, ResultStore
+from powerlaw_lib.training import NonFiniteLossError
+
+pytestmark = pytest.mark.slow
+
+# 2,000 MNIST training images, small evaluation grids: seconds per run on 2 cores.
+SMALL = RunConfig(dataset="mnist", hidden=(200,), batch_norm=True, lr=1e-3, batch_size=250,
+                  epochs=4, train_subset=2000, test_subset=1000, pgd_subset=200,
+                  fgsm_eps=(0.0, 0.05, 0.1), pgd_eps=(0.0, 0.05, 0.1), pgd_steps=10,
+                  noise_sigma=(0.0, 0.3), sensitivity_top=3, sensitivity_images=1)
+SPECTRAL = SMALL.replace(regularizer="spectral", reg_layers=(1,), beta=2.0)
+
+
+@pytest.fixture(scope="module")
+def spectral_result(tmp_path_factory):
+    return run(SPECTRAL, ResultStore(tmp_path_factory.mktemp("store")), progress=False)
+
+
+def test_short_spectral_run_learns_and_records_everything(spectral_result):
+    r = spectral_result
+    m = r.metrics
+    assert m["clean_accuracy"] > 0.85
+    assert len(r.history) == SPECTRAL.epochs
+    assert all(h["penalty"] > 0 for h in r.history)
+    assert m["fgsm_accuracy@0"] == pytest.approx(m["clean_accuracy"])
+    assert r.curves["pgd"][0] >= r.curves["pgd"][-1]
+    assert len(r.spectra["layer1"]) == 200 and "layer1_alpha" in m
+    assert 1 <= m["layer1_effective_dim"] <= 200
+    sens = torch.tensor(r.sensitivity)
+    assert sens.shape == (1, 3, 1, 28, 28) and sens.abs().sum() > 0
+    assert r.provenance["torch"] == torch.__version__ and r.provenance["seconds"]["evaluate"] > 0
+
+
+def test_same_config_gives_identical_result(spectral_result, tmp_path):
+    again = run(SPECTRAL, ResultStore(tmp_path), progress=False)
+    assert again.metrics == spectral_result.metrics
+    assert again.curves == spectral_result.curves
+    assert again.spectra == spectral_result.spectra
+    assert [{k: v for k, v in h.items() if k != "seconds"} for h in again.history] == \
+           [{k: v for k, v in h.items() if k != "seconds"} for h in spectral_result.history]
+
+
+def test_killed_run_resumes_to_the_same_result(spectral_result, tmp_path):
+    store = ResultStore(tmp_path)
+    assert run(SPECTRAL, store, progress=False, stop_after=2) is None    # "killed" after 2
+    assert store.checkpoint_path(SPECTRAL).exists() and SPECTRAL not in store
+    resumed = run(SPECTRAL, store, progress=False)
+    assert resumed.metrics == spectral_result.metrics
+    assert resumed.curves == spectral_result.curves
+    assert not store.checkpoint_path(SPECTRAL).exists()
+
+
+def test_store_round_trip_and_no_overwrite(spectral_result, tmp_path):
+    store = ResultStore(tmp_path)
+    path = store.put(spectral_result)
+    assert json.loads(path.read_text())["key"] == SPECTRAL.key
+    assert store.get(SPECTRAL).metrics == spectral_result.metrics
+    assert store.missing([SPECTRAL, SMALL]) == [SMALL]
+    assert [r.key for r in store] == [SPECTRAL.key] and len(store) == 1
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        store.put(spectral_result)
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_tampered_result_is_rejected(spectral_result, tmp_path):
+    store = ResultStore(tmp_path)
+    path = store.put(spectral_result)
+    d = json.loads(path.read_text())
+    d["config"]["seed"] = 99
+    path.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="does not match"):
+        store.get(SPECTRAL)
+
+
+def test_non_finite_loss_stops_and_stores_nothing(tmp_path, monkeypatch):
+    import powerlaw_lib.experiments as ex
+
+    real = ex.load_data
+
+    def corrupt(config):  # one NaN pixel in the training set -> NaN loss in epoch 1
+        x_tr, y_tr, x_te, y_te = real(config)
+        x_tr = x_tr.clone()
+        x_tr[:, 0, 0, 0] = float("nan")
+        return x_tr, y_tr, x_te, y_te
+
+    monkeypatch.setattr(ex, "load_data", corrupt)
+    store = ResultStore(tmp_path)
+    with pytest.raises(NonFiniteLossError, match="epoch 1"):
+        run(SMALL, store, progress=False)
+    assert len(store) == 0
+
+
+def test_run_grid_runs_only_missing_configs(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path)
+    cheap = SMALL.replace(epochs=1, hidden=(64,), sensitivity_top=0)
+    configs = [cheap.replace(seed=s) for s in (0, 1)]
+    run(configs[0], store, progress=False)
+    calls = []
+    import powerlaw_lib.experiments as ex
+    real = ex.run
+    monkeypatch.setattr(ex, "run", lambda c, s, **kw: calls.append(c) or real(c, s, **kw))
+    results = run_grid(configs, store, progress=False)
+    assert calls == [configs[1]]
+    assert [r.config for r in results] == configs
+
+
+def test_run_grid_on_a_dask_local_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    store = ResultStore(tmp_path)
+    cheap = SMALL.replace(epochs=1, hidden=(64,), sensitivity_top=0, pgd_steps=2)
+    configs = [cheap.replace(seed=s) for s in (0, 1)]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        results = run_grid(configs, store, executor=client, progress=False)
+    assert store.missing(configs) == []
+    local = run(configs[0], ResultStore(tmp_path / "local"), progress=False)
+    # Workers run 1 torch thread, this process 2: reductions differ in the last bits.
+    assert results[0].metrics == pytest.approx(local.metrics, rel=1e-6)
+
+
+def test_cli_status_and_overrides(tmp_path, capsys):
+    assert cli.main(["status", "shallow", "--results", str(tmp_path),
+                     "--set", "seeds=[0]", "--set", "betas=[2.0]", "--set", "no_bn_betas=[]"]) == 0
+    out = capsys.readouterr().out
+    assert "0/2 stored" in out and "2 missing" in out
+    with pytest.raises(SystemExit, match="unknown parameter"):
+        cli.main(["status", "shallow", "--set", "seedz=[0]"])
+    with pytest.raises(SystemExit, match="seeds"):
+        cli.main(["status", "shallow", "--set", "seeds=[]"])
+    assert len(grids.shallow(seeds=[0], betas=[2.0], no_bn_betas=[])) == 2
