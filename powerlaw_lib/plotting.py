@@ -136,7 +136,8 @@ def alpha_color(alpha: float, alpha_range: tuple[float, float] = (0.5, 5.0)) -> 
         raise ValueError(f"alpha_range must be (lo, hi) with lo < hi, got {alpha_range!r}")
     if not np.isfinite(alpha):
         raise ValueError(f"alpha must be finite, got {alpha!r}")
-    return to_hex(plt.get_cmap("viridis")(float(np.clip((alpha - lo) / (hi - lo), 0.0, 1.0)) * 0.9))
+    position = float(np.clip((alpha - lo) / (hi - lo), 0.0, 1.0))
+    return to_hex(plt.get_cmap("viridis")(0.8 * position))  # stop before the pale yellow end
 
 
 def label_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None) -> Axes:
@@ -204,8 +205,8 @@ def plot_spectrum(ax: Axes, eigenvalues: Any, *, label: str, color: str | None =
     color
         Line colour (default: the next colour of the cycle).
     fit
-        A ``spectrum.PowerLawFit`` of the same eigenvalues: drawn dotted over its ranks,
-        labelled with its α (Stringer et al. 2019).
+        A ``spectrum.PowerLawFit`` of the same eigenvalues: drawn dotted (a darker shade
+        of ``color``) over its ranks, labelled with its α (Stringer et al. 2019).
     target_alpha
         Draw the dashed target ``γ_n = κ n^-α`` (Nassar et al. 2020, eq. 2), anchored so
         that ``γ = λ`` at rank ``tau`` (or at rank 1 when ``tau`` is None).
@@ -249,8 +250,8 @@ def plot_spectrum(ax: Axes, eigenvalues: Any, *, label: str, color: str | None =
         lo, hi = fit.ranks
         n_fit = np.arange(lo, hi + 1, dtype=np.float64)
         fit_values = fit.predict(n_fit) * (1.0 if normalize else total)
-        (artists.fit,) = ax.plot(n_fit, fit_values, linestyle=":", color="black", linewidth=1.4,
-                                 label=f"fit α = {fit.alpha:.3f} (ranks {lo}–{hi})")
+        (artists.fit,) = ax.plot(n_fit, fit_values, linestyle=(0, (1, 1.5)), color=_shade(color, 0.5),
+                                 linewidth=2.2, label=f"fit α = {fit.alpha:.3f} (ranks {lo}–{hi})")
     if tau is not None:
         tau = _check_rank("tau", tau)
         artists.shade = ax.axvspan(1, tau, color="0.85", alpha=0.5, linewidth=0,
@@ -264,7 +265,7 @@ def plot_spectrum(ax: Axes, eigenvalues: Any, *, label: str, color: str | None =
         kappa = lam[anchor - 1] * anchor**target_alpha
         (artists.target,) = ax.plot(ranks, kappa * ranks**-target_alpha, linestyle="--", color=color,
                                     linewidth=1.2, alpha=0.8,
-                                    label=f"target 1/n^{target_alpha:g} (anchored at n = {anchor})")
+                                    label=f"target ∝ n^-{target_alpha:g} (meets the spectrum at n = {anchor})")
     if effective_dim is not None:
         effective_dim = _check_rank("effective_dim", effective_dim)
         (artists.star,) = ax.plot([effective_dim], [lam[effective_dim - 1]], marker="*", markersize=13,

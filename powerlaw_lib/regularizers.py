@@ -39,6 +39,7 @@ __all__ = [
     "covariance_float64",
     "jacobian_penalty",
     "spectral_penalty",
+    "spectral_penalty_terms",
 ]
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -246,12 +247,23 @@ def spectral_penalty(eigenvalues: torch.Tensor, alpha: float = 1.0, tau: int = 1
     width = eigenvalues.shape[0]
     if tau > width:
         raise ValueError(f"tau must be in [1, N] = [1, {width}] for a layer of width {width}, got {tau}")
+    return beta / width * spectral_penalty_terms(eigenvalues, alpha, tau).sum()
+
+
+def spectral_penalty_terms(eigenvalues: torch.Tensor, alpha: float = 1.0, tau: int = 10
+                           ) -> torch.Tensor:
+    """The summands of eq. 2 for n = τ..N: (λ_n/γ_n − 1)² + max(0, λ_n/γ_n − 1), ``[N − τ + 1]``.
+
+    γ_n = κ n^−α with κ = λ_τ τ^α (no gradient through κ), written as
+    λ_n/γ_n = (λ_n / sg(λ_τ))·(n/τ)^α so that the n = τ term is exactly zero.
+    """
+    width = eigenvalues.shape[0]
     dtype = _compute_dtype(eigenvalues)
     lam = eigenvalues.to(dtype)
     anchor = lam[tau - 1].detach().clamp_min(torch.finfo(dtype).tiny)  # γ_τ = λ_τ, no gradient
     ranks = torch.arange(tau, width + 1, dtype=dtype, device=lam.device)  # n = τ .. N
     ratio = lam[tau - 1 :] / anchor * (ranks / tau).pow(alpha) - 1.0  # λ_n/γ_n − 1, [N − τ + 1]
-    return beta / width * (ratio.pow(2) + torch.relu(ratio)).sum()
+    return ratio.pow(2) + torch.relu(ratio)
 
 
 class SpectralRegularizer:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import numpy as np
+import scipy.linalg
 import torch
 
 __all__ = [
@@ -309,8 +310,8 @@ class FourierCode:
             delta = delta[..., None]
         if delta.shape[-1] != self.d:
             raise ValueError(f"displacement must have last dimension d = {self.d}, got shape {delta.shape}")
-        angle = 2 * np.pi * (delta @ self.wavevectors.T) / self.period  # [..., N]
-        return (2 * self.variances * (1 - np.cos(angle))).sum(axis=-1)  # [...]
+        half_angle = np.pi * (delta @ self.wavevectors.T) / self.period  # [..., N]
+        return (4 * self.variances * np.sin(half_angle) ** 2).sum(axis=-1)  # 2λ(1 - cos θ), stable as θ -> 0
 
 
 def random_fourier_code(stimuli: ArrayLike, n_features: int, alpha: float, seed: int = 0, *,
@@ -464,9 +465,9 @@ def expected_rms_distance(code: FourierCode, deltas: ArrayLike, n_directions: in
         directions = np.stack([np.cos(theta), np.sin(theta)], axis=1)  # [D, 2]
     else:
         directions = _unit_directions(n_directions, code.d, np.random.default_rng(0))
-    frequency = 2 * np.pi * (directions @ code.wavevectors.T) / code.period  # [D, N]
-    weight = 2 * code.variances  # [N]
-    squared = [((1 - np.cos(delta * frequency)) @ weight).mean() for delta in deltas]  # K x [D] -> K
+    half_frequency = np.pi * (directions @ code.wavevectors.T) / code.period  # [D, N]
+    weight = 4 * code.variances  # [N]; 2λ(1 - cos θ) = 4λ sin²(θ/2)
+    squared = [(np.sin(delta * half_frequency) ** 2 @ weight).mean() for delta in deltas]  # K x [D] -> K
     return np.sqrt(np.asarray(squared, dtype=np.float64))  # [K]
 
 
@@ -534,11 +535,12 @@ def project_responses(responses: ArrayLike, n_components: int = 3, *,
     centred = r - r.mean(axis=0)  # [S, N]
     if method == "pca":
         if r.shape[0] < r.shape[1]:  # fewer stimuli than units: eigenvectors of the [S, S] Gram matrix
-            values, left = np.linalg.eigh(centred @ centred.T)  # ascending
-            order = np.argsort(values)[::-1][:n_components]
-            return left[:, order] * np.sqrt(np.clip(values[order], 0.0, None))  # U_k s_k, [S, n_components]
-        _, vectors = np.linalg.eigh(centred.T @ centred)  # ascending
-        basis = vectors[:, ::-1][:, :n_components]  # [N, n_components]
+            gram = centred @ centred.T  # [S, S]
+            values, left = scipy.linalg.eigh(gram, subset_by_index=[len(gram) - n_components, len(gram) - 1])
+            return left[:, ::-1] * np.sqrt(np.clip(values[::-1], 0.0, None))  # U_k s_k, [S, n_components]
+        scatter = centred.T @ centred  # [N, N]
+        _, vectors = scipy.linalg.eigh(scatter, subset_by_index=[len(scatter) - n_components, len(scatter) - 1])
+        basis = vectors[:, ::-1]  # [N, n_components], decreasing variance
     elif method == "random":
         rng = np.random.default_rng(seed)
         basis, _ = np.linalg.qr(rng.standard_normal((r.shape[1], n_components)))  # [N, n_components] orthonormal

@@ -144,15 +144,20 @@ def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
 
 def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor,
           x_test: torch.Tensor, y_test: torch.Tensor, *, checkpoint: Path | None = None,
-          progress: bool = True, stop_after: int | None = None) -> list[dict[str, float]]:
+          progress: bool = True, stop_after: int | None = None,
+          on_epoch_end: Callable[[int, nn.Module, dict[int, Callable]], None] | None = None,
+          ) -> list[dict[str, float]]:
     """Train `model` as `config` says; return the per-epoch history.
 
     x_train [n, C, H, W] in [0, 1], y_train [n] int64. With `checkpoint`, the state after each
     epoch is saved there and training resumes from it when it exists. `stop_after` ends
     training after that many epochs of this call (used to test resumption).
+    `on_epoch_end(epoch, model, regularizers)` is called after each epoch (1-based epoch;
+    the regularizers still hold the eigenvectors refreshed at that epoch's start); it must
+    not change the model.
     Raises `NonFiniteLossError` naming the epoch when the loss becomes NaN/inf.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     opt = make_optimizer(config, model)
     regs = make_regularizers(config)
@@ -202,6 +207,8 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
                "seconds": time.perf_counter() - t0}
         state.history.append(row)
         state.epochs_done = epoch + 1
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, model, regs)
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, opt, state, config.key)
         bar.set_postfix(loss=f"{loss_m:.4f}", penalty=f"{pen_m:.4f}",

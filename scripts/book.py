@@ -1,13 +1,13 @@
 #!/usr/bin/env python
 """Execute the book's chapters with papermill and build the HTML book.
 
-Commands (run from anywhere; paths are relative to the repository root):
+Commands (run from anywhere; relative paths may also be given from the repository root):
 
   book.py build [--params FILE]
       Execute every chapter in _toc.yml (cached) with its defaults, or with the
       overrides of FILE, then build the HTML strictly into _build/html.
-  book.py chapter NAME [--params FILE] [-p NAME VALUE ...]
-      Execute one chapter; writes build/executed/<profile>/NAME.ipynb and
+  book.py chapter NAME [--params FILE] [-p NAME VALUE ...] [--cached]
+      Execute one chapter again; writes build/executed/<profile>/NAME.ipynb and
       NAME_figures/. The profile is the stem of FILE ("book" without FILE).
   book.py validate [--params params/quick.yml]
       Execute every chapter with the quick parameters, rerun the notebooks with
@@ -20,7 +20,7 @@ Commands (run from anywhere; paths are relative to the repository root):
       List remote or missing resources of built HTML.
 
 Options common to every command: --toc FILE (default _toc.yml), --force
-(ignore cached executions), --timeout SECONDS (per cell; default from
+(build/validate: ignore cached executions), --timeout SECONDS (per cell; default from
 _config.yml execute.timeout, 0 = no limit).
 """
 
@@ -165,7 +165,7 @@ def command_chapter(args) -> None:
                          f"chapters: {', '.join(chapters) or 'none'}")
     overrides = [tuple(pair) for pair in args.parameter or []]
     records = run_chapters([chapters[args.name]], args.params, overrides=overrides,
-                           force=args.force, timeout=args.timeout)
+                           force=not args.cached, timeout=args.timeout)
     record = records[0]
     print(f"executed notebook: {record.notebook}")
     if record.figures:
@@ -178,7 +178,10 @@ def command_validate(args) -> None:
     params = args.params or VALIDATE_PARAMS
     chapters = toc_chapters(args.toc)
     records = run_chapters(chapters, params, force=args.force, timeout=args.timeout)
-    notebooks = [str(REPO / record.notebook) for record in records]
+    unchecked = [record for record in records if args.force or not record.nbval_passed]
+    notebooks = [str(REPO / record.notebook) for record in unchecked]
+    if len(unchecked) < len(records):
+        print(f"nbval: {len(records) - len(unchecked)} notebook(s) unchanged since they passed")
     if notebooks:
         print(f"nbval: re-running {len(notebooks)} notebook(s), comparing marked outputs ...",
               flush=True)
@@ -192,6 +195,9 @@ def command_validate(args) -> None:
         if result.returncode != 0:
             raise SystemExit("error: nbval found differences or errors (see above)")
         print(f"nbval passed in {format_seconds(time.perf_counter() - nbval_started)}")
+        for record in unchecked:
+            record.nbval_passed = True
+            record.save(REPO / Path(record.notebook).with_suffix(".json"))
     profile = profile_of(params)
     _build_site(records, profile=profile, toc=args.toc, params_file=params)
     print(f"validate finished in {format_seconds(time.perf_counter() - started)}")
@@ -237,6 +243,8 @@ def parser() -> argparse.ArgumentParser:
     chapter.add_argument("--params", type=Path, help="parameters file, e.g. params/quick.yml")
     chapter.add_argument("-p", "--parameter", nargs=2, action="append",
                          metavar=("NAME", "VALUE"), help="override one parameter (YAML value)")
+    chapter.add_argument("--cached", action="store_true",
+                         help="reuse the last execution if nothing changed (default: rerun)")
     chapter.set_defaults(run=command_chapter)
 
     validate = commands.add_parser("validate", help="quick execution + nbval + strict build")
@@ -254,20 +262,29 @@ def parser() -> argparse.ArgumentParser:
     return main
 
 
+def _existing_file(path: Path, what: str) -> Path:
+    """``path`` as given (relative to the working directory) or relative to the repository."""
+    for candidate in (path, REPO / path):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise SystemExit(f"error: {what} {path} does not exist")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
-    args.toc = args.toc.resolve()
+    args.toc = _existing_file(args.toc, "table of contents")
     if getattr(args, "params", None) is not None:
-        args.params = args.params.resolve()
-        if not args.params.is_file():
-            raise SystemExit(f"error: parameters file {args.params} does not exist")
+        args.params = _existing_file(args.params, "parameters file")
     if args.timeout is None:
         args.timeout = config_timeout()
         if args.command == "validate" and args.timeout:
             args.timeout = min(args.timeout, 600)
     elif args.timeout <= 0:
         args.timeout = None
-    args.run(args)
+    try:
+        args.run(args)
+    except FileNotFoundError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

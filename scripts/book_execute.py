@@ -155,10 +155,21 @@ def load_params_file(path: Path | None) -> dict[str, dict[str, Any]]:
 
 
 def parse_override(raw: str, default: Any) -> Any:
-    """Value of a command-line ``-p name value``: YAML, except for string defaults."""
+    """Value of a command-line ``-p name value``.
+
+    Read as YAML (``[0, 1]``, ``2``, ``true``, ``null``), except where the default is a
+    string (kept as typed) and for numbers YAML leaves as text (``1e-3``).
+    """
     if isinstance(default, str):
         return raw
-    return yaml.safe_load(raw)
+    value = yaml.safe_load(raw)
+    if isinstance(value, str):
+        for number in (int, float):
+            try:
+                return number(raw)
+            except ValueError:
+                continue
+    return value
 
 
 def _plain(value: Any) -> Any:
@@ -233,6 +244,7 @@ class ExecutionRecord:
     executed_at: str
     notebook: str
     figures: list[str] = field(default_factory=list)
+    nbval_passed: bool = False  # the notebook reproduced its checked outputs under nbval
     reused: bool = False  # True when this build took the cached execution
 
     @classmethod

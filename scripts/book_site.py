@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -253,7 +254,7 @@ def build_html(site: Path, output: Path | None = None) -> Path:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         log = build / "jupyter-book.log" if (build := site.parent.parent).is_dir() else None
-        text = result.stdout + result.stderr
+        text = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout + result.stderr)  # no colours
         if log is not None:
             log.write_text(text)
         warnings = [ln for ln in text.splitlines() if "WARNING" in ln or "ERROR" in ln]

@@ -1,0 +1,319 @@
+"""Tests of the book machinery: parameter checks, toc/config sanity, offline HTML check."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+import book_execute  # noqa: E402
+from book_execute import (  # noqa: E402
+    FRESH_TMPDIR,
+    Chapter,
+    chapter_parameters,
+    execution_hash,
+    load_params_file,
+    parse_override,
+    resolve_entry,
+    substitute_fresh_tmpdirs,
+    toc_entries,
+)
+from book_offline import offline_problems, page_resources  # noqa: E402
+
+from powerlaw_lib.notebook import (  # noqa: E402
+    ANY,
+    parse_parameters_source,
+    read_parameter_defaults,
+    validate_parameters,
+)
+
+DEFAULTS = {"seeds": [0, 1, 2], "epochs": 50, "lr": 1e-3, "name": "mnist", "scale": None,
+            "shape": (28, 28), "verbose": False, "betas": [1.0, 2.0]}
+
+CHAPTER_TEMPLATE = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+# Tiny
+
+```{{code-cell}} ipython3
+:tags: [parameters]
+
+from powerlaw_lib.notebook import check_parameters, record_defaults
+
+seeds = [0, 1, 2]   # training seeds
+epochs = 50         # epochs per run
+lr = 1e-3
+offset = -1
+label: str = "x"
+derived = len("abc")  # not a literal: any override accepted
+
+record_defaults()
+```
+
+```{{code-cell}} ipython3
+check_parameters(globals())
+```
+
+```{{code-cell}} ipython3
+print(seeds, epochs, lr, type(lr).__name__){extra}
+```
+"""
+
+
+# ------------------------------------------------------------ parameter validation
+
+
+def test_unknown_name_is_rejected_with_suggestion():
+    with pytest.raises(ValueError, match=r"unknown parameter 'epoch' \(did you mean 'epochs'\?\)"):
+        validate_parameters(DEFAULTS, {"epoch": 2})
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": "2"}, r"'epochs' must be int \(default 50\); got str '2'"),
+        ({"epochs": 2.5}, r"'epochs' must be int"),
+        ({"epochs": True}, r"'epochs' must be int"),
+        ({"lr": "fast"}, r"'lr' must be int or float"),
+        ({"name": 3}, r"'name' must be str"),
+        ({"verbose": 1}, r"'verbose' must be bool"),
+        ({"seeds": 0}, r"'seeds' must be a list"),
+        ({"seeds": [0, "1"]}, r"'seeds' must hold int items"),
+        ({"seeds": []}, r"'seeds' must not be empty"),
+        ({"shape": ()}, r"'shape' must not be empty"),
+    ],
+)
+def test_bad_values_are_rejected(values, message):
+    with pytest.raises(ValueError, match=message):
+        validate_parameters(DEFAULTS, values, chapter="tiny")
+
+
+def test_every_problem_is_listed_in_one_error():
+    with pytest.raises(ValueError) as info:
+        validate_parameters(DEFAULTS, {"epoch": 1, "seeds": [], "name": 3}, chapter="tiny")
+    text = str(info.value)
+    assert text.startswith("invalid parameters for tiny:")
+    assert text.count("\n  - ") == 3
+
+
+def test_valid_overrides_pass_and_ints_become_floats():
+    checked = validate_parameters(
+        DEFAULTS,
+        {"seeds": (4,), "epochs": 1, "lr": 1, "scale": "anything", "shape": [14, 14],
+         "betas": [1, 5]},
+    )
+    assert checked["seeds"] == (4,)
+    assert checked["lr"] == 1.0 and isinstance(checked["lr"], float)
+    assert checked["betas"] == [1.0, 5.0] and all(isinstance(b, float) for b in checked["betas"])
+    assert checked["scale"] == "anything" and checked["shape"] == [14, 14]
+
+
+def test_empty_default_sequence_allows_empty_override():
+    assert validate_parameters({"extra": []}, {"extra": []}) == {"extra": []}
+
+
+def test_choices_restrict_values():
+    with pytest.raises(ValueError, match=r"'name' must be one of \['mnist', 'fashion'\]"):
+        validate_parameters(DEFAULTS, {"name": "cifar"}, choices={"name": ["mnist", "fashion"]})
+
+
+def test_parameters_source_is_parsed_with_literal_defaults():
+    source = "import os\nseeds = [0, 1]  # c\nlr: float = 1e-4\nn = -3\npath = os.getcwd()\n"
+    assert parse_parameters_source(source) == {"seeds": [0, 1], "lr": 1e-4, "n": -3, "path": ANY}
+
+
+# ------------------------------------------------------------------ chapter files
+
+
+@pytest.fixture
+def tiny_chapter(tmp_path):
+    def make(extra: str = "") -> Chapter:
+        path = tmp_path / "tiny.md"
+        path.write_text(CHAPTER_TEMPLATE.format(extra=extra))
+        return Chapter(name="tiny", source=path)
+
+    return make
+
+
+def test_defaults_are_read_from_the_myst_source(tiny_chapter):
+    defaults = read_parameter_defaults(tiny_chapter().source)
+    assert defaults == {"seeds": [0, 1, 2], "epochs": 50, "lr": 1e-3, "offset": -1,
+                        "label": "x", "derived": ANY}
+
+
+def test_script_side_checks_file_and_command_line_overrides(tiny_chapter):
+    chapter = tiny_chapter()
+    params = chapter_parameters(chapter, {"seeds": [0], "lr": 1}, [("epochs", "2"),
+                                                                   ("label", "3")])
+    assert params == {"seeds": [0], "lr": 1.0, "epochs": 2, "label": "3"}
+    with pytest.raises(ValueError, match="unknown parameter 'epoch'"):
+        chapter_parameters(chapter, None, [("epoch", "2")])
+    with pytest.raises(ValueError, match="'seeds' must not be empty"):
+        chapter_parameters(chapter, {"seeds": []})
+
+
+def test_command_line_values_are_yaml_except_for_strings():
+    assert parse_override("[0, 1]", [0]) == [0, 1]
+    assert parse_override("2", 50) == 2
+    assert parse_override("1e-3", 0.1) == 1e-3  # YAML 1.1 reads this as text
+    assert parse_override("fast", 0.1) == "fast"  # left for the type check to reject
+    assert parse_override("007", "name") == "007"
+
+
+def test_params_file_sections_may_be_empty(tmp_path):
+    path = tmp_path / "p.yml"
+    path.write_text("a:\n  # comment only\nb:\n  x: 1\n")
+    assert load_params_file(path) == {"a": {}, "b": {"x": 1}}
+    path.write_text("a: [1, 2]\n")
+    with pytest.raises(ValueError, match="section 'a' must map parameter names"):
+        load_params_file(path)
+
+
+def test_hash_follows_source_and_parameters(tiny_chapter):
+    chapter = tiny_chapter()
+    first = execution_hash(chapter, {"epochs": 1})
+    assert execution_hash(chapter, {"epochs": 1}) == first
+    assert execution_hash(chapter, {"epochs": 2}) != first
+    chapter.source.write_text(chapter.source.read_text() + "\n% edited\n")
+    assert execution_hash(chapter, {"epochs": 1}) != first
+
+
+def test_fresh_tmpdir_marker_becomes_a_new_empty_folder(tmp_path):
+    first = substitute_fresh_tmpdirs({"out": FRESH_TMPDIR, "n": 1}, "tiny", "quick", tmp_path)
+    assert first["n"] == 1 and Path(first["out"]).is_dir()
+    assert not any(Path(first["out"]).iterdir())
+    second = substitute_fresh_tmpdirs({"out": FRESH_TMPDIR}, "tiny", "quick", tmp_path)
+    assert second["out"] != first["out"] and not Path(first["out"]).exists()
+
+
+def test_papermill_alone_stops_in_the_check_cell(tiny_chapter, tmp_path):
+    """Direct papermill (no script): bad overrides fail in the second code cell."""
+    import jupytext
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    notebook = jupytext.read(tiny_chapter().source)
+    run = dict(kernel_name="python3", progress_bar=False, cwd=str(REPO),
+               extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+    with pytest.raises(PapermillExecutionError) as info:
+        papermill.execute_notebook(notebook, str(tmp_path / "bad.ipynb"),
+                                   parameters={"epoch": 2, "seeds": [], "label": 3}, **run)
+    assert info.value.ename == "ValueError"
+    assert "unknown parameter 'epoch'" in info.value.evalue
+    assert "'seeds' must not be empty" in info.value.evalue
+    assert "'label' must be str" in info.value.evalue
+    assert "check_parameters" in notebook.cells[info.value.cell_index - 1].source  # after inject
+
+    done = papermill.execute_notebook(notebook, str(tmp_path / "good.ipynb"),
+                                      parameters={"seeds": [7], "lr": 1}, **run)
+    printed = "".join(o.get("text", "") for o in done.cells[-1].outputs)
+    assert printed.strip() == "[7] 50 1.0 float"
+
+
+# ------------------------------------------------------------------ toc and config
+
+
+def _config() -> dict:
+    return yaml.safe_load((REPO / "_config.yml").read_text())
+
+
+def test_every_toc_entry_exists():
+    entries = toc_entries(REPO / "_toc.yml")
+    assert entries[0] == "book/intro"
+    missing = [entry for entry in entries if resolve_entry(entry, REPO) is None]
+    assert not missing, f"_toc.yml lists files that do not exist: {missing}"
+
+
+def test_no_notebook_file_inside_book():
+    assert not list((REPO / "book").rglob("*.ipynb")), "executed notebooks belong in build/"
+
+
+def test_config_is_strict_offline_and_executes_nothing():
+    config = _config()
+    assert config["only_build_toc_files"] is True
+    assert config["execute"]["execute_notebooks"] == "off"
+    assert int(config["execute"]["timeout"]) > 0
+    for bib in config["bibtex_bibfiles"]:
+        assert (REPO / bib).is_file()
+    mathjax = config["sphinx"]["config"]["mathjax_path"]
+    assert not mathjax.startswith(("http:", "https:", "//"))
+
+
+def _existing_chapters() -> list[Chapter]:
+    chapters = []
+    for entry in toc_entries(REPO / "_toc.yml"):
+        path = resolve_entry(entry, REPO)
+        if path is not None and book_execute.is_notebook_source(path):
+            chapters.append(Chapter(name=path.stem, source=path))
+    return chapters
+
+
+@pytest.mark.parametrize("params_file", ["quick.yml", "paper.yml"])
+def test_params_files_match_the_chapters(params_file):
+    sections = load_params_file(REPO / "params" / params_file)
+    for chapter in _existing_chapters():
+        chapter_parameters(chapter, sections.get(chapter.name), origin=params_file)
+
+
+def test_chapters_follow_the_parameter_convention():
+    import jupytext
+
+    for chapter in _existing_chapters():
+        cells = [c for c in jupytext.read(chapter.source).cells if c.cell_type == "code"]
+        tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+        if not tagged:
+            continue
+        index = tagged[0]
+        assert cells[index].source.rstrip().endswith("record_defaults()"), chapter.name
+        assert "check_parameters(globals()" in cells[index + 1].source, chapter.name
+
+
+# --------------------------------------------------------------------- offline HTML
+
+
+def test_offline_check_flags_remote_and_missing_resources(tmp_path):
+    (tmp_path / "_static").mkdir()
+    (tmp_path / "_static" / "local.js").write_text("")
+    (tmp_path / "_static" / "theme.css").write_text(
+        "@font-face { src: url('https://fonts.example.org/a.woff2'); }\n"
+        "body { background: url(data:image/png;base64,AAAA); }"
+    )
+    (tmp_path / "index.html").write_text(
+        '<html><head><script src="_static/local.js"></script>'
+        '<script src="https://cdn.example.org/mathjax.js"></script>'
+        '<link rel="stylesheet" href="//cdn.example.org/x.css">'
+        '<link rel="canonical" href="https://example.org/book/">'
+        '<script src="_static/gone.js"></script></head>'
+        '<body><a href="https://arxiv.org/abs/2012.04729">paper</a></body></html>'
+    )
+    problems = offline_problems(tmp_path)
+    assert sorted(problems) == sorted([
+        "index.html: remote https://cdn.example.org/mathjax.js",
+        "index.html: remote //cdn.example.org/x.css",
+        "index.html: missing _static/gone.js",
+        "_static/theme.css: remote https://fonts.example.org/a.woff2",
+    ])
+
+
+def test_links_are_not_resources():
+    assert page_resources('<a href="https://example.org">x</a><img src="fig.png">') == ["fig.png"]
+
+
+def test_built_book_opens_offline_if_built():
+    html = REPO / "_build" / "html"
+    if not (html / "index.html").is_file():
+        pytest.skip("no built book in _build/html")
+    assert offline_problems(html) == []
