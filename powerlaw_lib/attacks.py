@@ -515,7 +515,7 @@ def robust_accuracy_curve(
     generator: torch.Generator | None = None,
     **attack_kwargs,
 ) -> RobustCurve:
-    """Accuracy under attack for each ε of a grid (Nassar et al. 2020, Figs. 2-4).
+    """Accuracy under attack for each ε of a grid (Nassar et al. 2020, §4; Gerum et al. 2022).
 
     Parameters
     ----------

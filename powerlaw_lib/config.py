@@ -72,6 +72,10 @@ class RunConfig:
     pgd_step_size: float = 0.01
     pgd_subset: int | None = 2000          # fixed random test subset for PGD (same for all runs)
     noise_sigma: tuple[float, ...] = NOISE_GRID
+    strength_eps: tuple[float, ...] = (0.05, 0.1)  # attack-strength check: PGD with restarts ...
+    strength_restarts: int = 5             # ... this many restarts (first from x, others random)
+    strength_steps: int = 100              # ... of this many steps each
+    strength_subset: int | None = 500      # ... on the first images of the PGD subset
     sensitivity_top: int = 8               # maps dλ_n/dx for n = 1..sensitivity_top (last layer)
     sensitivity_images: int = 2            # test images per map
 
@@ -143,7 +147,7 @@ class RunConfig:
 
 # ------------------------------------------------------------------------------------------
 _FLOAT_FIELDS = ("alpha", "beta", "lr", "pgd_step_size")
-_FLOAT_TUPLES = ("fgsm_eps", "pgd_eps", "noise_sigma")
+_FLOAT_TUPLES = ("fgsm_eps", "pgd_eps", "noise_sigma", "strength_eps")
 _INT_TUPLES = ("hidden", "reg_layers", "slope_ranks")
 
 
@@ -190,7 +194,7 @@ def _is_int(v: Any) -> bool:
 
 def _validate(c: RunConfig) -> None:
     _check(c.dataset in DATASETS, "dataset", f"one of {sorted(DATASETS)}", c.dataset)
-    for name in ("train_subset", "test_subset", "pgd_subset"):
+    for name in ("train_subset", "test_subset", "pgd_subset", "strength_subset"):
         v = getattr(c, name)
         _check(v is None or (_is_int(v) and v >= 1), name, "None or an integer >= 1", v)
     _check(c.arch in ARCHS, "arch", f"one of {ARCHS}", c.arch)
@@ -241,7 +245,7 @@ def _validate(c: RunConfig) -> None:
     if c.train_subset is not None:
         _check(c.train_subset >= c.batch_size, "train_subset",
                f"None or >= batch_size ({c.batch_size})", c.train_subset)
-    for name in ("fgsm_eps", "pgd_eps"):
+    for name in ("fgsm_eps", "pgd_eps", "strength_eps"):
         grid = getattr(c, name)
         _check(all(0 <= e <= 1 for e in grid) and list(grid) == sorted(set(grid)), name,
                "increasing distinct values in [0, 1]", grid)
@@ -249,6 +253,10 @@ def _validate(c: RunConfig) -> None:
            "noise_sigma", "increasing distinct values >= 0", c.noise_sigma)
     _check(_is_int(c.pgd_steps) and c.pgd_steps >= 1, "pgd_steps", "an integer >= 1", c.pgd_steps)
     _check(0 < c.pgd_step_size <= 1, "pgd_step_size", "0 < step <= 1", c.pgd_step_size)
+    _check(_is_int(c.strength_restarts) and c.strength_restarts >= 1, "strength_restarts",
+           "an integer >= 1", c.strength_restarts)
+    _check(_is_int(c.strength_steps) and c.strength_steps >= 1, "strength_steps",
+           "an integer >= 1", c.strength_steps)
     _check(_is_int(c.sensitivity_top) and 0 <= c.sensitivity_top <= widths[-1],
            "sensitivity_top", f"an integer in 0..{widths[-1]}", c.sensitivity_top)
     _check(_is_int(c.sensitivity_images) and c.sensitivity_images >= 0, "sensitivity_images",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .attacks import robust_accuracy, robust_accuracy_naive
+from .attacks import pgd_restarts, robust_accuracy, robust_accuracy_naive
 from .config import RunConfig
 from .data import subset
 from .models import Whitening
@@ -68,6 +68,34 @@ def sensitivity_maps(model: nn.Module, x: torch.Tensor, eigenvectors: torch.Tens
     return torch.stack(maps, dim=1)  # [n_images, top, C, H, W]
 
 
+def attack_strength_check(model: nn.Module, config: RunConfig, x: torch.Tensor, y: torch.Tensor,
+                          chunk: int, ra) -> dict[str, float]:
+    """Is robustness an artefact of a weak attack (gradient masking)? Madry et al. 2018.
+
+    On the first `config.strength_subset` images of the PGD subset, at each ε of
+    `config.strength_eps`: accuracy under the run's PGD (`pgd_steps` steps, no random start)
+    and under PGD with `strength_restarts` restarts of `strength_steps` steps (the first
+    from x, the others from random points of the ball; an image counts as broken if any
+    iterate of any restart is misclassified). Much lower accuracy under the stronger attack
+    would mean the first numbers overstate robustness.
+    """
+    if not config.strength_eps:
+        return {}
+    n = min(config.strength_subset or len(x), len(x))
+    x, y = x[:n], y[:n]
+    base = ra(model, x, y, "pgd", config.strength_eps, batch_size=chunk,
+              steps=config.pgd_steps, step_size=config.pgd_step_size)
+    out: dict[str, float] = {}
+    gen = torch.Generator().manual_seed(PGD_SUBSET_SEED)
+    for eps, acc in zip(config.strength_eps, base):
+        survived = pgd_restarts(model, x, y, eps, config.strength_restarts,
+                                steps=config.strength_steps, step_size=config.pgd_step_size,
+                                generator=gen, batch_size=chunk)
+        out[f"strength_pgd_accuracy@{eps:g}"] = float(acc)
+        out[f"strength_restarts_accuracy@{eps:g}"] = float(np.mean(survived))
+    return out
+
+
 def _round(a: np.ndarray, digits: int = 4) -> list:
     """Round to `digits` significant digits for compact JSON."""
     a = np.asarray(a, dtype=np.float64)
@@ -109,6 +137,7 @@ def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: 
     for name, grid in (("fgsm", config.fgsm_eps), ("pgd", config.pgd_eps)):
         for eps, acc in zip(grid, curves[name]):
             metrics[f"{name}_accuracy@{eps:g}"] = float(acc)
+    metrics.update(attack_strength_check(model, config, x_pgd, y_pgd, chunk, ra))
     # --- sensitivity maps of the last hidden layer -----------------------------------------
     sens: list = []
     if config.sensitivity_top and config.sensitivity_images:

@@ -281,8 +281,11 @@ class FourierCode:
     def modes(self, stimuli: ArrayLike) -> np.ndarray:
         """Unmixed Fourier modes ``u(s)``: float64 ``[S, n_features]``, column n has variance λ_n."""
         s = self._stimuli(stimuli)  # [S, d]
-        angle = 2 * np.pi * (s @ self.wavevectors.T) / self.period + self.phases  # [S, N]
-        return np.sqrt(2 * self.variances) * np.cos(angle)  # [S, N]
+        angle = s @ (2 * np.pi / self.period * self.wavevectors.T)  # [S, N]
+        angle += self.phases
+        np.cos(angle, out=angle)
+        angle *= np.sqrt(2 * self.variances)
+        return angle  # [S, N]
 
     def __call__(self, stimuli: ArrayLike) -> np.ndarray:
         """Responses ``r(s)``: float64 ``[S, n_features]`` for stimuli ``[S, d]``."""

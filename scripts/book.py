@@ -83,15 +83,14 @@ def run_chapters(
     SystemExit
         With a readable message on bad parameters or a failing chapter.
     """
-    sections = load_params_file(params_file)
-    names = {chapter.name for chapter in chapters}
-    for extra in sorted(set(sections) - names):
-        print(f"note: {_rel(params_file)} has a section {extra!r} for no chapter in the toc "
-              "(ignored)")
     origin = " and ".join(
         ([_rel(params_file)] if params_file else []) + (["-p"] if overrides else [])
     ) or "defaults"
     try:  # every parameter problem is reported before anything runs
+        sections = load_params_file(params_file)
+        for extra in sorted(set(sections) - {chapter.name for chapter in chapters}):
+            print(f"note: {_rel(params_file)} has a section {extra!r} for no chapter in the toc "
+                  "(ignored)")
         parameters = {
             chapter.name: chapter_parameters(
                 chapter, sections.get(chapter.name), overrides, origin=origin
@@ -127,10 +126,10 @@ def run_chapters(
 
 def _build_site(records, *, profile, toc, params_file, output=None) -> Path:
     started = time.perf_counter()
-    site = stage_site(profile, records, toc=toc, params_file=params_file)
     try:
+        site = stage_site(profile, records, toc=toc, params_file=params_file)
         html = build_html(site, output)
-    except RuntimeError as error:
+    except (RuntimeError, subprocess.CalledProcessError) as error:
         raise SystemExit(f"error: {error}") from None
     problems = offline_problems(html)
     if problems:

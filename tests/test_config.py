@@ -85,6 +85,10 @@ BAD = [
     (dict(pgd_steps=0), "pgd_steps"),
     (dict(pgd_step_size=0), "pgd_step_size"),
     (dict(sensitivity_top=3000), "sensitivity_top"),
+    (dict(strength_eps=(0.2, 0.1)), "strength_eps"),
+    (dict(strength_restarts=0), "strength_restarts"),
+    (dict(strength_steps=0), "strength_steps"),
+    (dict(strength_subset=0), "strength_subset"),
     (dict(sensitivity_images=-1), "sensitivity_images"),
 ]
 

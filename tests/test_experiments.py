@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 SMALL = RunConfig(dataset="mnist", hidden=(200,), batch_norm=True, lr=1e-3, batch_size=250,
                   epochs=4, train_subset=2000, test_subset=1000, pgd_subset=200,
                   fgsm_eps=(0.0, 0.05, 0.1), pgd_eps=(0.0, 0.05, 0.1), pgd_steps=10,
-                  noise_sigma=(0.0, 0.3), sensitivity_top=3, sensitivity_images=1)
+                  noise_sigma=(0.0, 0.3), sensitivity_top=3, sensitivity_images=1,
+                  strength_eps=(0.05,), strength_restarts=2, strength_steps=20, strength_subset=100)
 SPECTRAL = SMALL.replace(regularizer="spectral", reg_layers=(1,), beta=2.0)
 
 
@@ -38,6 +39,8 @@ def test_short_spectral_run_learns_and_records_everything(spectral_result):
     assert m["fgsm_accuracy@0"] == pytest.approx(m["clean_accuracy"])
     assert r.curves["pgd"][0] >= r.curves["pgd"][-1]
     assert len(r.spectra["layer1"]) == 200 and "layer1_alpha" in m
+    # restarts with more steps are at least as strong as the run's own PGD on the same images
+    assert m["strength_restarts_accuracy@0.05"] <= m["strength_pgd_accuracy@0.05"]
     assert 1 <= m["layer1_effective_dim"] <= 200
     sens = torch.tensor(r.sensitivity)
     assert sens.shape == (1, 3, 1, 28, 28) and sens.abs().sum() > 0
