@@ -139,7 +139,9 @@ def _logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         out = out[0]
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"model must return logits of shape [B, C] = [{x.shape[0]}, C], got {shape}")
+        raise ValueError(
+            f"model must return logits of shape [B, C] = [{x.shape[0]}, C], got {shape}"
+        )
     return out
 
 
@@ -162,9 +164,8 @@ def _logits_and_input_gradient(
 def _predict(model: nn.Module, x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Predicted classes ``[B]``, evaluated in chunks of ``batch_size``."""
     with torch.autocast(device_type=x.device.type, enabled=False):
-        return torch.cat(
-            [_logits(model, x[i : i + batch_size]).argmax(dim=1) for i in range(0, len(x), batch_size)]
-        )
+        chunks = [x[i : i + batch_size] for i in range(0, len(x), batch_size)]
+        return torch.cat([_logits(model, chunk).argmax(dim=1) for chunk in chunks])
 
 
 def _project(x_adv: torch.Tensor, x: torch.Tensor, eps: float) -> torch.Tensor:
@@ -325,6 +326,8 @@ def _pgd_until_found(
     """
     n = x.shape[0]
     found = torch.zeros(n, dtype=torch.bool, device=x.device)  # [B]
+    if n == 0:  # every image already broken (torch.split of an empty index gives one empty chunk)
+        return found, x.clone()
     x_out = _uniform_start(x, eps, generator) if random_start else x.clone()  # [B, ...]
     active = torch.arange(n, device=x.device)  # [A] indices of images still attacked
     xa, x0, ya = x_out.clone(), x, y  # [A, ...], [A, ...], [A]
@@ -421,11 +424,8 @@ class RobustCurve:
 
 
 def _resolve_attack(attack: str | AttackFn) -> str | AttackFn:
-    if isinstance(attack, str):
-        if attack not in _NAMED_ATTACKS:
-            raise ValueError(f"attack must be one of {_NAMED_ATTACKS} or a callable, got {attack!r}")
-        return attack
-    if not callable(attack):
+    valid = attack in _NAMED_ATTACKS if isinstance(attack, str) else callable(attack)
+    if not valid:
         raise ValueError(f"attack must be one of {_NAMED_ATTACKS} or a callable, got {attack!r}")
     return attack
 
@@ -558,7 +558,9 @@ def robust_accuracy_curve(
     if attack == "pgd":
         accuracy = _pgd_accuracy_fast(model, x, y, grid, batch_size, generator, **attack_kwargs)
     else:
-        accuracy = _accuracy_per_eps(model, x, y, attack, grid, batch_size, generator, attack_kwargs)
+        accuracy = _accuracy_per_eps(
+            model, x, y, attack, grid, batch_size, generator, attack_kwargs
+        )
     return RobustCurve(eps=grid, accuracy=accuracy, n=int(x.shape[0]))
 
 
@@ -572,7 +574,10 @@ def robust_accuracy(
     generator: torch.Generator | None = None,
     **attack_kwargs,
 ) -> np.ndarray:
-    """Accuracy (float64 in ``[0, 1]``, shape [E]) for each ε; see :func:`robust_accuracy_curve`."""
+    """Accuracy (float64 in ``[0, 1]``, shape [E]) for each ε.
+
+    See :func:`robust_accuracy_curve` for the arguments and the PGD fast path.
+    """
     return robust_accuracy_curve(
         model, x, y, attack, eps_grid, batch_size, generator, **attack_kwargs
     ).accuracy

@@ -170,7 +170,8 @@ def test_zero_eps_returns_x_exactly_and_clean_accuracy(trained):
     clean = _accuracy(model, x, y)
     for attack in ("fgsm", "pgd", "noise"):
         assert robust_accuracy(model, x, y, attack, [0.0])[0] == pytest.approx(clean, abs=1e-12)
-        assert robust_accuracy_naive(model, x, y, attack, [0.0])[0] == pytest.approx(clean, abs=1e-12)
+        naive = robust_accuracy_naive(model, x, y, attack, [0.0])
+        assert naive[0] == pytest.approx(clean, abs=1e-12)
     assert pgd_restarts(model, x, y, 0.0, restarts=2).mean() == pytest.approx(clean, abs=1e-12)
 
 
@@ -215,7 +216,8 @@ def test_fast_pgd_curve_matches_slow_oracle_and_is_below_naive(trained):
     fast = robust_accuracy(model, x, y, "pgd", grid, batch_size=64)
     assert fast.dtype == np.float64 and fast.shape == (5,)
     assert fast[1] == fast.max() and fast[2] == fast[4]
-    np.testing.assert_allclose(fast, _slow_early_stopping_pgd_accuracy(model, x, y, grid), atol=1e-12)
+    slow = _slow_early_stopping_pgd_accuracy(model, x, y, grid)
+    np.testing.assert_allclose(fast, slow, atol=1e-12)
 
     sorted_grid = [0.0, 0.01, 0.03, 0.06, 0.1]
     fast = robust_accuracy(model, x, y, "pgd", sorted_grid, batch_size=64)
@@ -259,9 +261,13 @@ def test_robust_accuracy_curve_and_callable_attack(trained):
     curve = robust_accuracy_curve(model, x, y, "fgsm", [0.05, 0.1], batch_size=70)
     assert isinstance(curve, RobustCurve) and curve.n == 200
     np.testing.assert_array_equal(curve.eps, [0.05, 0.1])
-    by_callable = robust_accuracy(model, x.numpy(), y.numpy(), lambda m, a, b, e: fgsm(m, a, b, e), [0.05, 0.1])
+    def my_fgsm(m, a, b, e):
+        return fgsm(m, a, b, e)
+
+    by_callable = robust_accuracy(model, x.numpy(), y.numpy(), my_fgsm, [0.05, 0.1])
     np.testing.assert_array_equal(by_callable, curve.accuracy)
-    np.testing.assert_array_equal(robust_accuracy_naive(model, x, y, "fgsm", [0.05, 0.1]), curve.accuracy)
+    naive = robust_accuracy_naive(model, x, y, "fgsm", [0.05, 0.1])
+    np.testing.assert_array_equal(naive, curve.accuracy)
 
 
 def test_models_returning_a_tuple_use_the_first_element(trained):
@@ -384,3 +390,12 @@ def test_invalid_arguments_raise_value_error_naming_them(trained):
     for name, call in cases:
         with pytest.raises(ValueError, match=rf"^{name}\b"):
             call()
+
+
+def test_pgd_curve_when_every_image_is_already_misclassified(trained):
+    """All images wrong at ε = 0: PGD has nothing left to attack at larger ε (empty batches)."""
+    model, x, y = trained
+    wrong_labels = (model(x[:50]).argmax(1) + 1) % 10        # every label is wrong
+    acc = robust_accuracy(model, x[:50], wrong_labels, "pgd", [0.0, 0.05, 0.1], batch_size=16)
+    assert acc.tolist() == [0.0, 0.0, 0.0]
+    assert not pgd_restarts(model, x[:50], wrong_labels, 0.05, restarts=2, steps=3).any()
