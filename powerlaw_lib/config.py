@@ -18,8 +18,9 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
-#: Perturbation grid of Nassar et al. 2020, Fig. 2 (L∞, pixel values in [0, 1]).
-EPS_GRID: tuple[float, ...] = tuple(round(0.02 * i, 2) for i in range(11))  # 0, 0.02, ..., 0.2
+#: Perturbation grid of Nassar et al. 2020, Fig. 2 (L∞, pixel values in [0, 1]): 0, 0.02, ...,
+#: 0.2, plus 0.05, one of the two ε at which the chapters tabulate robust accuracy.
+EPS_GRID: tuple[float, ...] = tuple(sorted({round(0.02 * i, 2) for i in range(11)} | {0.05}))
 #: White-noise standard deviations (Nassar et al. 2020, appendix), pixel units.
 NOISE_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 

@@ -88,7 +88,8 @@ def run_chapters(
     ) or "defaults"
     try:  # every parameter problem is reported before anything runs
         sections = load_params_file(params_file)
-        for extra in sorted(set(sections) - {chapter.name for chapter in chapters}):
+        known = {chapter.name for chapter in toc_chapters(REPO / "_toc.yml")} | {c.name for c in chapters}
+        for extra in sorted(set(sections) - known):
             print(f"note: {_rel(params_file)} has a section {extra!r} for no chapter in the toc "
                   "(ignored)")
         parameters = {
