@@ -47,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dask", default=None, metavar="ADDRESS",
                     help="run on a Dask scheduler at ADDRESS instead of locally")
     ap.add_argument("--limit", type=int, default=None, help="run at most this many configs")
+    ap.add_argument("--order", choices=("grid", "method"), default="grid",
+                    help="run missing configs in grid order, or method by method (all seeds of "
+                         "one method before the next), so whole methods finish first")
     args = ap.parse_args(argv)
 
     grid_fn = CHAPTER_GRIDS[args.grid]
@@ -71,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .experiments import run_grid
 
+    if args.order == "method":
+        from .analysis import method_key
+
+        first = {}
+        for c in configs:
+            first.setdefault((c.batch_norm, method_key(c)), len(first))
+        missing = sorted(missing, key=lambda c: (first[(c.batch_norm, method_key(c))], c.seed))
     todo = missing[: args.limit] if args.limit else missing
     run_grid(todo, store, executor=args.dask)
     print(f"{args.grid}: {len(todo)} run(s) finished; "
