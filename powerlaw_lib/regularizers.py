@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .spectrum import covariance
+
 __all__ = [
     "JacobianRegularizer",
     "ReferenceEigenbasis",
@@ -100,40 +102,24 @@ def _check_batch(h: torch.Tensor, width: int | None = None) -> None:
 def covariance_float64(h: torch.Tensor | np.ndarray, chunk_size: int = 4096) -> torch.Tensor:
     """Covariance of representations ``h [n, N]``, centred and divided by n − 1, in float64.
 
-    Meant for the full-training-set covariance that defines the reference eigenbasis
-    (Nassar et al. 2020, §3). The mean is accumulated in float64; centred chunks of
-    ``chunk_size`` rows are multiplied in float32 (float64 when ``h`` is float64) and summed
-    into a float64 ``[N, N]`` matrix, so memory stays O(chunk_size·N + N²). No gradient;
-    any enclosing autocast is disabled.
+    The full-training-set covariance that defines the reference eigenbasis (Nassar et al.
+    2020, §3), without gradient and with any enclosing autocast disabled. A thin wrapper
+    of :func:`powerlaw_lib.spectrum.covariance` (chunks of ``chunk_size`` rows, float32
+    Gram matrices -- float64 for float64 ``h`` -- summed in float64).
     """
     h = _as_tensor(h)
     if h.ndim != 2 or h.shape[0] < 2:
         raise ValueError(f"h must be an [n, N] matrix with n >= 2, got shape {tuple(h.shape)}")
     if not _is_int(chunk_size) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    n, width = h.shape
-    product_dtype = torch.float64 if h.dtype == torch.float64 else torch.float32
-    with torch.no_grad(), torch.autocast(device_type=h.device.type, enabled=False):
-        mean = torch.zeros(width, dtype=torch.float64, device=h.device)
-        for start in range(0, n, chunk_size):
-            mean += h[start : start + chunk_size].to(torch.float64).sum(dim=0)
-        mean /= n
-        cov = torch.zeros(width, width, dtype=torch.float64, device=h.device)
-        for start in range(0, n, chunk_size):
-            centred = (h[start : start + chunk_size].to(torch.float64) - mean).to(product_dtype)  # [c, N]
-            cov += (centred.mT @ centred).to(torch.float64)
-        cov /= n - 1
-    return 0.5 * (cov + cov.mT)
+    with torch.no_grad():
+        return covariance(h.detach(), chunk_size=int(chunk_size))
 
 
 def batch_covariance(h: torch.Tensor) -> torch.Tensor:
     """Differentiable float64 covariance ``[N, N]`` of a batch ``h [B, N]`` (centred, / (B − 1))."""
     _check_batch(h)
-    with torch.autocast(device_type=h.device.type, enabled=False):
-        h64 = h.to(torch.float64)
-        centred = h64 - h64.mean(dim=0, keepdim=True)  # [B, N]
-        cov = centred.mT @ centred / (h.shape[0] - 1)
-    return 0.5 * (cov + cov.mT)
+    return covariance(h.to(torch.float64), chunk_size=max(1, h.shape[0]))
 
 
 # ----------------------------------------------------------------------------- reference basis
@@ -150,6 +136,7 @@ class ReferenceEigenbasis:
     def __init__(self) -> None:
         self._eigenvectors: torch.Tensor | None = None  # [N, N] float32, columns by decreasing eigenvalue
         self._eigenvalues: torch.Tensor | None = None  # [N] float64, decreasing
+        self._cast_cache: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}  # V in other dtypes
 
     @property
     def is_ready(self) -> bool:
@@ -196,24 +183,75 @@ class ReferenceEigenbasis:
             eigenvalues, eigenvectors = torch.linalg.eigh(0.5 * (cov64 + cov64.mT))  # ascending
         self._eigenvalues = eigenvalues.flip(0)
         self._eigenvectors = eigenvectors.flip(1).to(torch.float32).contiguous()
+        self._cast_cache = {}
+
+    def _basis_as(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """V on ``device`` in ``dtype`` (the float32 basis, cast once per refresh and cached)."""
+        basis = self._eigenvectors
+        assert basis is not None
+        if basis.device == device and basis.dtype == dtype:
+            return basis
+        key = (device, dtype)
+        if key not in self._cast_cache:
+            self._cast_cache[key] = basis.to(device=device, dtype=dtype).contiguous()
+        return self._cast_cache[key]
 
     def rayleigh_quotients(self, h: torch.Tensor) -> torch.Tensor:
         """Batch eigenvalue estimates λ̂_n = (Vᵀ Σ_B V)_nn sorted decreasingly, ``[N]``.
 
         Computed as column variances of the centred batch projected on V:
-        P = (h − mean) @ V ``[B, N]``, λ̂ = Σ_b P²_bn / (B − 1). The projection may run in
-        bfloat16 under autocast; P is cast to float32 (float64 for float64 ``h``) before
-        squaring. Differentiable with respect to ``h`` (V is a constant).
+        P = (h − mean) @ V ``[B, N]``, λ̂ = Σ_b P²_bn / (B − 1). Centring, squares and sums
+        run in float32 (float64 for float64 ``h``); under CPU/GPU autocast the projection
+        P and its backward product run in the autocast dtype (bfloat16), with P cast to
+        float32 before squaring. Differentiable with respect to ``h`` (V is a constant);
+        the backward pass is the single product ∂λ̂/∂h = 2/(B − 1) · (P ∘ g) Vᵀ for an
+        upstream gradient g.
         """
         self._require_ready()
         _check_batch(h, self.width)
         dtype = _compute_dtype(h)
-        hc = h.to(dtype)
-        centred = hc - hc.mean(dim=0, keepdim=True)  # [B, N]
-        basis = self._eigenvectors.to(device=h.device, dtype=dtype)  # type: ignore[union-attr]
-        projected = (centred @ basis).to(dtype)  # [B, N]
-        quotients = projected.pow(2).sum(dim=0) / (h.shape[0] - 1)  # [N]
+        gemm_dtype = dtype
+        if dtype == torch.float32 and torch.is_autocast_enabled(h.device.type):
+            gemm_dtype = torch.get_autocast_dtype(h.device.type)
+        basis = self._basis_as(h.device, gemm_dtype)  # [N, N]
+        quotients = _ProjectedVariance.apply(h, basis, dtype)  # [N]
         return torch.sort(quotients, descending=True).values
+
+
+class _ProjectedVariance(torch.autograd.Function):
+    """Column variances of the centred batch projected on a constant basis, ``[N]``.
+
+    Forward: C = h − mean(h) in ``dtype``; P = C V in the basis' dtype (one GEMM);
+    q_n = Σ_b P²_bn / (B − 1) in ``dtype``. Backward: ∂q/∂h applied to g is
+    2/(B − 1) · (P ∘ g) Vᵀ (one GEMM). The Jacobian of the centring is the identity on
+    this gradient because the columns of P, and hence of (P ∘ g) Vᵀ, sum to zero, so it
+    is not applied (a difference of rounding size, below the bfloat16 rounding of P).
+    Fused by hand because autograd would keep and traverse several ``[B, N]``
+    intermediates (centring, cast, square) in both passes.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, basis: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:  # type: ignore[override]
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            hc = h.detach().to(dtype)
+            centred = (hc - hc.mean(dim=0, keepdim=True)).to(basis.dtype)  # [B, N]
+            projected = centred @ basis  # [B, N], in the GEMM dtype
+            del centred
+            squares = projected.to(dtype) if projected.dtype != dtype else projected.clone()
+            quotients = squares.square_().sum(dim=0) / (h.shape[0] - 1)  # [N]
+        ctx.save_for_backward(projected, basis)
+        ctx.input_dtype = h.dtype
+        ctx.compute_dtype = dtype
+        return quotients
+
+    @staticmethod
+    def backward(ctx, grad_quotients: torch.Tensor):  # type: ignore[override]
+        projected, basis = ctx.saved_tensors
+        scale = grad_quotients.to(ctx.compute_dtype) * (2.0 / (projected.shape[0] - 1))  # [N]
+        with torch.autocast(device_type=projected.device.type, enabled=False):
+            weighted = (projected * scale.to(projected.dtype))  # [B, N], GEMM dtype
+            grad_h = weighted @ basis.mT  # [B, N]
+        return grad_h.to(ctx.input_dtype), None, None
 
 
 # ----------------------------------------------------------------------------- spectral (eq. 2)

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.linalg import blas as _blas
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "CovarianceAccumulator",
     "PowerLawFit",
     "covariance",
     "cvpca",
@@ -65,12 +67,14 @@ def _as_vector(a, name: str) -> np.ndarray:
 def covariance(h, chunk_size: int | None = None) -> torch.Tensor:
     """Covariance of the columns of ``h``: centred, divided by ``n - 1``.
 
-    Rows are processed in chunks: each chunk is shifted by the (float64) column mean,
-    its Gram matrix is formed in the working precision (float32 for float32 / float16 /
-    bfloat16 input, float64 for float64 input) and added to a float64 accumulator.
-    The remaining offset between the rounded shift and the exact mean is removed with
-    the float64 column sums (``S - n d d^T``), so centring is exact up to float64
-    rounding. A [60000, 2000] float32 activation matrix never needs a float64 copy.
+    Two passes over the rows, in chunks: the first computes the float64 column mean,
+    the second feeds the chunks, shifted by that mean, to a
+    :class:`CovarianceAccumulator` (Gram matrices in the working precision -- float32
+    for float32 / float16 / bfloat16 / integer input, float64 for float64 input --
+    summed into float64). The remaining offset between the rounded shift and the
+    exact mean is removed with the float64 column sums (``S - n d d^T``), so centring
+    is exact up to float64 rounding. A [60000, 2000] float32 activation matrix never
+    needs a float64 copy. Any enclosing autocast is disabled.
 
     The result is differentiable with respect to ``h`` (the shift is a constant).
 
@@ -96,23 +100,116 @@ def covariance(h, chunk_size: int | None = None) -> torch.Tensor:
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1 or None, got {chunk_size!r}")
     n, w = h.shape
-    work = torch.float64 if h.dtype == torch.float64 else torch.float32
-
     with torch.no_grad():  # the shift is a constant: pass 1 of two
         total = torch.zeros(w, dtype=torch.float64, device=h.device)
         for start in range(0, n, chunk_size):
-            total += h[start:start + chunk_size].to(torch.float64).sum(dim=0)
-        shift = (total / n).to(work)  # [w]
-
-    gram = torch.zeros(w, w, dtype=torch.float64, device=h.device)  # sum of c^T c
-    offset = torch.zeros(w, dtype=torch.float64, device=h.device)  # sum of c
+            total += h[start:start + chunk_size].sum(dim=0, dtype=torch.float64)
+    accumulator = CovarianceAccumulator(w, shift=total / n)
     for start in range(0, n, chunk_size):
-        c = h[start:start + chunk_size].to(work) - shift  # [chunk, w]
-        gram = gram + (c.T @ c).to(torch.float64)
-        offset = offset + c.to(torch.float64).sum(dim=0)
-    mean_offset = offset / n  # [w], ~0
-    cov = (gram - n * torch.outer(mean_offset, mean_offset)) / (n - 1)
-    return 0.5 * (cov + cov.T)  # exactly symmetric
+        accumulator.update(h[start:start + chunk_size])
+    return accumulator.covariance()
+
+
+class CovarianceAccumulator:
+    """Covariance of the columns of a matrix that arrives in row chunks (streaming).
+
+    Each chunk ``[m, w]`` is shifted by a constant ``shift`` (the column mean of the
+    first chunk unless one is given), its Gram matrix ``c^T c`` is formed in the working
+    precision (float32, or float64 for float64 chunks) and added to a float64
+    accumulator, together with the float64 column sums of the shifted chunk. The
+    covariance is then ``(S - n d d^T) / (n - 1)`` with ``d`` the mean of the shifted
+    rows: exact for any shift, and free of cancellation when the shift is close to the
+    mean. This is how the full-training-set covariance of a layer (Nassar et al. 2020,
+    section 3) is formed without ever holding the ``[n, w]`` activations.
+
+    Chunks that need no gradient (CPU, float32 / float64) use the BLAS symmetric
+    rank-k update (``?syrk``, half the multiply-adds of a general product). A chunk
+    that requires grad (with grad mode on) takes a differentiable torch product, so
+    :func:`covariance` stays differentiable. Any enclosing autocast is disabled.
+
+    Parameters
+    ----------
+    width
+        Number of columns ``w`` (>= 1).
+    shift
+        Optional ``[w]`` constant subtracted from every row (no gradient flows through it).
+
+    Examples
+    --------
+    >>> acc = CovarianceAccumulator(2000)
+    >>> for chunk in chunks:            # e.g. [5000, 2000] activations each
+    ...     acc.update(chunk)
+    >>> cov = acc.covariance()          # float64 [2000, 2000]
+    """
+
+    def __init__(self, width: int, shift=None) -> None:
+        if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or width < 1:
+            raise ValueError(f"width must be an integer >= 1, got {width!r}")
+        self.width = int(width)
+        self._shift: torch.Tensor | None = None  # [w] float64
+        if shift is not None:
+            shift = _as_tensor(shift, "shift").detach().to(torch.float64)
+            if shift.shape != (self.width,):
+                raise ValueError(f"shift must have shape [{self.width}], got {tuple(shift.shape)}")
+            self._shift = shift
+        self.count = 0  # rows seen
+        self._gram: torch.Tensor | None = None  # [w, w] float64, full (differentiable path)
+        self._gram_upper: torch.Tensor | None = None  # [w, w] float64, upper triangle (BLAS path)
+        self._offset: torch.Tensor | None = None  # [w] float64, sum of shifted rows
+
+    def update(self, chunk) -> None:
+        """Add the rows of ``chunk`` ``[m, w]`` (tensor or array, float or integer)."""
+        chunk = _as_tensor(chunk, "chunk")
+        if chunk.ndim != 2 or chunk.shape[1] != self.width:
+            raise ValueError(f"chunk must have shape [m, {self.width}], got {tuple(chunk.shape)}")
+        if chunk.shape[0] == 0:
+            return
+        work = torch.float64 if chunk.dtype == torch.float64 else torch.float32
+        differentiable = torch.is_grad_enabled() and chunk.requires_grad
+        with torch.autocast(device_type=chunk.device.type, enabled=False):
+            if self._shift is None:
+                self._shift = chunk.detach().sum(dim=0, dtype=torch.float64) / chunk.shape[0]
+            shift = self._shift.to(device=chunk.device, dtype=work)
+            if self._offset is None:
+                self._offset = torch.zeros(self.width, dtype=torch.float64, device=chunk.device)
+            if differentiable:
+                shifted = chunk.to(work) - shift  # [m, w]
+                gram = (shifted.mT @ shifted).to(torch.float64)  # [w, w]
+                self._gram = gram if self._gram is None else self._gram + gram
+                self._offset = self._offset + shifted.sum(dim=0, dtype=torch.float64)
+            else:
+                with torch.no_grad():
+                    shifted = (chunk.detach().to(work) - shift).contiguous()  # [m, w]
+                    self._add_gram_upper(shifted)
+                    self._offset += shifted.sum(dim=0, dtype=torch.float64)
+        self.count += int(chunk.shape[0])
+
+    def _add_gram_upper(self, shifted: torch.Tensor) -> None:
+        """Add the upper triangle of ``shifted^T shifted`` to the float64 accumulator."""
+        if self._gram_upper is None:
+            self._gram_upper = torch.zeros(self.width, self.width, dtype=torch.float64,
+                                           device=shifted.device)
+        if shifted.device.type == "cpu":
+            # rows of a C-ordered [m, w] array are the columns of a Fortran [w, m] one:
+            # ?syrk with trans=0 forms A A^T = shifted^T shifted without a copy
+            syrk = _blas.dsyrk if shifted.dtype == torch.float64 else _blas.ssyrk
+            upper = syrk(1.0, shifted.numpy().T, trans=0, lower=0)  # [w, w] Fortran, upper triangle
+            self._gram_upper += torch.from_numpy(upper)
+        else:
+            self._gram_upper += torch.triu(shifted.mT @ shifted).to(torch.float64)
+
+    def covariance(self) -> torch.Tensor:
+        """float64 ``[w, w]`` covariance of all rows added so far (centred, / (n - 1))."""
+        if self.count < 2:
+            raise ValueError(f"the covariance needs at least 2 rows, got {self.count}")
+        gram = self._gram
+        if self._gram_upper is not None:
+            upper = self._gram_upper
+            full = upper + torch.triu(upper, diagonal=1).mT  # [w, w], symmetric
+            gram = full if gram is None else gram + full
+        mean_offset = self._offset / self.count  # [w], ~0 when the shift is the mean
+        cov = (gram - self.count * torch.outer(mean_offset, mean_offset)) / (self.count - 1)
+        return 0.5 * (cov + cov.mT)  # exactly symmetric
 
 
 def eigh_descending(cov) -> tuple[torch.Tensor, torch.Tensor]:

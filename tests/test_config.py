@@ -108,13 +108,16 @@ def test_valid_corner_cases():
 
 def test_shallow_grid_defaults_are_the_paper_settings():
     configs = grids.shallow()
-    assert len(configs) == 3 * (4 + 2)                  # seeds x (BN: vanilla+3β, no BN: 2)
+    assert len(configs) == 3 * (4 + 2) + 1   # seeds x (BN: vanilla+3β, no BN: 2) + lr check
     assert len({c.key for c in configs}) == len(configs)
     spec = [c for c in configs if c.regularizer == "spectral"]
     assert {c.beta for c in spec if c.batch_norm} == {1.0, 2.0, 5.0}
-    for c in configs:
-        assert (c.hidden, c.activation, c.lr, c.batch_size, c.epochs) == ((2000,), "tanh",
-                                                                          1e-4, 3000, 50)
+    main = configs[:-1]
+    for c in main:  # the authors' §4.1 code: Adam (amsgrad) lr 1e-3; batch 1.5 x width
+        assert (c.hidden, c.activation, c.optimizer, c.lr, c.batch_size, c.epochs) == (
+            (2000,), "tanh", "amsgrad", 1e-3, 3000, 50)
+    check = configs[-1]  # the paper text's learning rate, for comparison
+    assert (check.optimizer, check.lr, check.regularizer, check.batch_norm) == ("adam", 1e-4, "none", True)
     assert all((c.alpha, c.tau, c.reg_layers) == (1.0, 10, (1,)) for c in spec)
     with pytest.raises(ValueError, match="seeds"):
         grids.shallow(seeds=())

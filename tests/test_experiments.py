@@ -139,11 +139,12 @@ def test_run_grid_on_a_dask_local_cluster(tmp_path):
 
 def test_cli_status_and_overrides(tmp_path, capsys):
     assert cli.main(["status", "shallow", "--results", str(tmp_path),
-                     "--set", "seeds=[0]", "--set", "betas=[2.0]", "--set", "no_bn_betas=[]"]) == 0
+                     "--set", "seeds=[0]", "--set", "betas=[2.0]", "--set", "no_bn_betas=[]",
+                     "--set", "text_lr_check=[]"]) == 0
     out = capsys.readouterr().out
     assert "0/2 stored" in out and "2 missing" in out
     with pytest.raises(SystemExit, match="unknown parameter"):
         cli.main(["status", "shallow", "--set", "seedz=[0]"])
     with pytest.raises(SystemExit, match="seeds"):
         cli.main(["status", "shallow", "--set", "seeds=[]"])
-    assert len(grids.shallow(seeds=[0], betas=[2.0], no_bn_betas=[])) == 2
+    assert len(grids.shallow(seeds=[0], betas=[2.0], no_bn_betas=[], text_lr_check=[])) == 2
