@@ -26,7 +26,7 @@ from torch import nn
 
 from .config import RunConfig
 from .regularizers import JacobianRegularizer, SlopeRegularizer, SpectralRegularizer
-from .spectrum import covariance
+from .spectrum import CovarianceAccumulator
 
 #: Rows per chunk when the whole training set is pushed through the network.
 EVAL_CHUNK = 5000
@@ -61,32 +61,56 @@ def hidden_representations(model: nn.Module, x: torch.Tensor, layers: list[int],
                            ) -> dict[int, torch.Tensor]:
     """Hidden activations of `layers` (1-based) over all of `x`, in eval mode, float32.
 
-    Returns layer -> [n, N_l]. Evaluated in chunks of `chunk` rows (>= any whitened width).
+    Returns layer -> [n, N_l]. Evaluated in chunks of `chunk` rows (>= any whitened width),
+    under `torch.inference_mode`, each chunk written straight into the preallocated output.
     """
     was_training = model.training
     model.eval()
-    out: dict[int, list[torch.Tensor]] = {l: [] for l in layers}
+    n = len(x)
+    out: dict[int, torch.Tensor] = {}
     try:
         with torch.inference_mode(), autocast(precision):
-            for i in range(0, len(x), chunk):
+            for i in range(0, n, chunk):
                 _, hs = model.forward_with_hidden(x[i:i + chunk])
                 for l in layers:
-                    out[l].append(hs[l - 1].float())
+                    h = hs[l - 1]  # [chunk, N_l]
+                    if l not in out:
+                        out[l] = torch.empty(n, h.shape[1], dtype=torch.float32, device=h.device)
+                    out[l][i:i + h.shape[0]] = h  # cast to float32 on copy
     finally:
         model.train(was_training)
-    return {l: torch.cat(v) for l, v in out.items()}
+    return {l: out[l] for l in layers}
 
 
 def refresh_eigenvectors(model: nn.Module, regularizers: dict[int, Callable],
                          x_train: torch.Tensor, precision: str = "fp32") -> None:
-    """Recompute each spectral regularizer's eigenvectors on the full training set."""
+    """Recompute each spectral regularizer's eigenvectors on the full training set.
+
+    Nassar et al. 2020, §3: model in eval mode, no gradient. The training set is pushed
+    through the network once, in chunks of `EVAL_CHUNK` rows under `torch.inference_mode`
+    (and bf16 autocast for `precision="bf16"`); each regularized layer's chunk goes
+    straight into a float32-Gram / float64-sum `CovarianceAccumulator`, so the [n, N_l]
+    activations are never stored. The eigendecomposition is float64.
+    """
     layers = [l for l, r in regularizers.items() if getattr(r, "needs_refresh", True)]
     if not layers:
         return
-    hs = hidden_representations(model, x_train, layers, precision)
+    accumulators: dict[int, CovarianceAccumulator] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast(precision):
+            for i in range(0, len(x_train), EVAL_CHUNK):
+                _, hs = model.forward_with_hidden(x_train[i:i + EVAL_CHUNK])
+                for l in layers:
+                    h = hs[l - 1]  # [chunk, N_l], float32 or bf16
+                    if l not in accumulators:
+                        accumulators[l] = CovarianceAccumulator(h.shape[1])
+                    accumulators[l].update(h)
+    finally:
+        model.train(was_training)
     for l in layers:
-        regularizers[l].refresh_from_covariance(covariance(hs[l], chunk_size=EVAL_CHUNK))
-        del hs[l]
+        regularizers[l].refresh_from_covariance(accumulators.pop(l).covariance())
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32",
@@ -105,8 +129,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str 
 
 
 def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam (amsgrad for "amsgrad"), fused kernel: one pass per parameter tensor per step."""
     return torch.optim.Adam(model.parameters(), lr=config.lr,
-                            amsgrad=config.optimizer == "amsgrad")
+                            amsgrad=config.optimizer == "amsgrad", fused=True)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -140,6 +165,36 @@ def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
     return TrainState(ckpt["epochs_done"], ckpt["history"])
+
+
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer,
+                  regularizers: dict[int, Callable], xb: torch.Tensor, yb: torch.Tensor,
+                  precision: str = "fp32", *, jacobian: JacobianRegularizer | None = None,
+                  generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One optimisation step on the batch ``xb [B, C, H, W]``, ``yb [B]``.
+
+    Loss = cross-entropy + the penalties of `regularizers` (layer -> callable on that
+    layer's activations ``[B, N_l]``) + the Jacobian penalty when given (Nassar et al.
+    2020, §3). The network and the penalties' projections run under `autocast(precision)`;
+    the cross-entropy is taken on float32 logits. Raises `NonFiniteLossError` (before any
+    parameter changes) when the loss is NaN or infinite.
+
+    Returns the detached loss, penalty (scalars) and logits ``[B, n_classes]``.
+    """
+    with autocast(precision):
+        logits, hs = model.forward_with_hidden(xb)
+        penalty = sum((regularizers[l](hs[l - 1]) for l in regularizers), torch.zeros(()))
+    ce = F.cross_entropy(logits.float(), yb)
+    if jacobian is not None:
+        penalty = penalty + jacobian(model, xb, generator=generator)
+    loss = ce + penalty
+    if not torch.isfinite(loss):
+        raise NonFiniteLossError(f"loss became {loss.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach(), penalty.detach(), logits.detach()
 
 
 def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor,
@@ -182,23 +237,15 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
         sums = torch.zeros(3, dtype=torch.float64)  # loss, penalty, correct
         for b in range(n_batches):
             idx = order[b * bs:(b + 1) * bs]
-            xb, yb = x_train[idx], y_train[idx]  # [B, C, H, W], [B]
-            with autocast(config.precision):
-                logits, hs = model.forward_with_hidden(xb)
-                penalty = sum((regs[l](hs[l - 1]) for l in regs), torch.zeros(()))
-            ce = F.cross_entropy(logits.float(), yb)
-            if jac is not None:
-                penalty = penalty + jac(model, xb, generator=gen)
-            loss = ce + penalty
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {b + 1} "
-                    f"({config.label}); nothing was stored")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            xb, yb = x_train.index_select(0, idx), y_train.index_select(0, idx)  # [B, C, H, W], [B]
+            try:
+                loss, penalty, logits = training_step(model, opt, regs, xb, yb, config.precision,
+                                                      jacobian=jac, generator=gen)
+            except NonFiniteLossError as err:
+                raise NonFiniteLossError(f"{err} at epoch {epoch + 1}, batch {b + 1} "
+                                         f"({config.label}); nothing was stored") from None
             with torch.no_grad():
-                sums += torch.stack([loss.detach().double(), penalty.detach().double(),
+                sums += torch.stack([loss.double(), penalty.double(),
                                      (logits.argmax(1) == yb).sum().double()])
         loss_m, pen_m, correct = (sums / torch.tensor([n_batches, n_batches, 1.0])).tolist()
         row = {"epoch": epoch + 1, "loss": loss_m, "penalty": pen_m,
