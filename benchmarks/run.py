@@ -1,0 +1,176 @@
+"""`make bench`: speed of spectrally regularized training and of attack evaluation.
+
+Measures, in one process, and prints a table; writes ``benchmarks/results.json``:
+
+- ``gemm_gflops_fp32``, ``gemm_gflops_bf16`` -- large square matmul throughput.
+- ``specreg_step_speedup_vs_loop`` -- one shallow SpecReg training step (784-2000-10, tanh,
+  batch norm, batch 3000, α = 1, τ = 10, β = 2; Nassar et al. 2020, §4.1) with the loop
+  baseline of :mod:`benchmarks.reference` over the library's step, same inputs; the two
+  penalties are asserted to agree to 1e-5 relative.
+- ``specreg_step_gemm_fraction`` -- analytic FLOPs of that step / its time / the float32
+  GEMM rate measured in the same interleaved rounds.
+- ``specreg_epoch_gemm_fraction`` -- the same for a whole regularized MNIST epoch
+  (60,000 images: refresh, 20 steps, test accuracy).
+- ``bf16_epoch_speedup`` -- that epoch in fp32 over the same epoch under bf16 autocast.
+- ``pgd_curve_speedup_vs_naive`` -- PGD-40 accuracy curve over the ε grid of the paper
+  (11 values, 0 ... 0.2) on 2,000 test images: naive over library time; the library's
+  accuracy is asserted to be <= the naive one at every ε.
+- The step figures for the 3x1000 MLP (batch 1500) and the CNN (batch 6000), both with
+  SpecReg on every hidden layer (§4.3).
+
+Absolute times are this machine's; ratios are what carries over. See
+:mod:`benchmarks.flops` for exactly which FLOPs are counted.
+
+Usage: ``python -m benchmarks.run [--quick] [--out PATH]``. ``--quick`` uses small sizes
+(a smoke test of the machinery; its numbers mean nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from powerlaw_lib.config import EPS_GRID, RunConfig
+from powerlaw_lib.experiments import load_data
+
+from .measures import epoch_figures, gemm_gflops, pgd_figures, refresh_figures, step_figures
+from .timing import machine_description
+
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+#: Targets of the performance issue (all ratios from one run).
+TARGETS = {
+    "specreg_step_speedup_vs_loop": 3.0,
+    "specreg_step_gemm_fraction": 0.6,
+    "specreg_epoch_gemm_fraction": 0.5,
+    "bf16_epoch_speedup": 2.5,
+    "pgd_curve_speedup_vs_naive": 3.0,
+}
+
+SHALLOW = RunConfig(hidden=(2000,), batch_norm=True, regularizer="spectral", reg_layers=(1,),
+                    alpha=1.0, tau=10, beta=2.0, batch_size=3000)
+MLP3 = RunConfig(hidden=(1000, 1000, 1000), batch_norm=False, regularizer="spectral",
+                 reg_layers=(1, 2, 3), alpha=1.0, tau=10, beta=2.0, batch_size=1500)
+CNN = RunConfig(arch="cnn", hidden=(1000,), batch_norm=False, regularizer="spectral",
+                reg_layers=(1, 2, 3), alpha=1.0, tau=10, beta=2.0, batch_size=6000)
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(quick: bool = False) -> dict:
+    start = time.perf_counter()
+    results: dict = {"machine": machine_description(), "quick": quick}
+    metrics: dict[str, float] = {}
+    details: dict[str, dict] = {}
+    _log(f"machine: {results['machine']['cpu']}, {results['machine']['logical_cpus']} CPUs, "
+         f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    _log("GEMM throughput")
+    gemm = [gemm_gflops(repeats=3 if quick else 9)]
+
+    data = load_data(RunConfig(dataset="mnist"))
+    x_tr, y_tr, x_te, y_te = data
+    if quick:
+        data = (x_tr[:6000], y_tr[:6000], x_te[:1000], y_te[:1000])
+        x_tr, y_tr, x_te, y_te = data
+
+    configs = {"shallow": SHALLOW, "mlp3x1000": MLP3, "cnn": CNN}
+    repeats = {"shallow": 5, "mlp3x1000": 5, "cnn": 3}
+    for name, config in configs.items():
+        if quick:
+            config = config.replace(batch_size=config.batch_size // 10 + max(config.hidden_widths) // 10,
+                                    hidden=tuple(w // 10 for w in config.hidden)) \
+                if config.arch == "mlp" else config.replace(batch_size=3000, hidden=(100,))
+            configs[name] = config
+        b = config.batch_size
+        _log(f"step: {config.label}, batch {b}")
+        details[f"{name}_step"] = step_figures(config, x_tr[:4 * b], x_tr[:b], y_tr[:b],
+                                               repeats=2 if quick else repeats[name])
+        _log(f"  {details[f'{name}_step']}")
+
+    shallow = configs["shallow"]
+    _log("refresh alone: shallow net, whole training set")
+    details["shallow_refresh"] = refresh_figures(shallow, x_tr, repeats=1 if quick else 2)
+    _log(f"  {details['shallow_refresh']}")
+    _log("epochs: shallow SpecReg, fp32 and bf16")
+    details["shallow_epoch"] = epoch_figures(shallow, data, repeats=1 if quick else 2)
+    _log(f"  {details['shallow_epoch']}")
+
+    _log("PGD-40 accuracy curve: library vs naive")
+    details["pgd"] = pgd_figures(data, EPS_GRID, n_images=200 if quick else 2000,
+                                 steps=5 if quick else 40)
+    _log(f"  speedup {details['pgd']['pgd_curve_speedup_vs_naive']:.2f}")
+    gemm.append(gemm_gflops(repeats=3 if quick else 9))
+
+    metrics["gemm_gflops_fp32"] = statistics.median(g["gemm_gflops_fp32"] for g in gemm)
+    metrics["gemm_gflops_bf16"] = statistics.median(g["gemm_gflops_bf16"] for g in gemm)
+    s = details["shallow_step"]
+    metrics["specreg_step_speedup_vs_loop"] = s["speedup_vs_loop"]
+    metrics["specreg_step_gemm_fraction"] = s["gemm_fraction"]
+    e = details["shallow_epoch"]
+    metrics["specreg_epoch_gemm_fraction"] = e["gemm_fraction"]
+    metrics["bf16_epoch_speedup"] = e["bf16_speedup"]
+    metrics["pgd_curve_speedup_vs_naive"] = details["pgd"]["pgd_curve_speedup_vs_naive"]
+    for name in ("mlp3x1000", "cnn"):
+        d = details[f"{name}_step"]
+        metrics[f"{name}_step_speedup_vs_loop"] = d["speedup_vs_loop"]
+        metrics[f"{name}_step_gemm_fraction"] = d["gemm_fraction"]
+        metrics[f"{name}_bf16_step_speedup"] = d["bf16_step_speedup"]
+    metrics["shallow_bf16_step_speedup"] = s["bf16_step_speedup"]
+
+    results.update(metrics=metrics, targets=TARGETS, details=details,
+                   gemm_start_end=gemm, seconds_total=time.perf_counter() - start)
+    return results
+
+
+def format_table(results: dict) -> str:
+    """Metrics, targets and pass/fail, then the absolute times (this machine)."""
+    m, targets, d = results["metrics"], results["targets"], results["details"]
+    lines = [f"{'metric':38s} {'value':>9s} {'target':>8s}  ok", "-" * 62]
+    for key, value in m.items():
+        target = targets.get(key)
+        ok = "" if target is None else ("yes" if value >= target else "NO")
+        lines.append(f"{key:38s} {value:9.3f} {'' if target is None else f'>= {target:g}':>8s}  {ok}")
+    lines += ["", "times on this machine (s, medians):"]
+    for name in ("shallow", "mlp3x1000", "cnn"):
+        s = d[f"{name}_step"]
+        lines.append(f"  {name:10s} step  library fp32 {s['step_seconds_library_fp32']:.3f}  "
+                     f"loop fp32 {s['step_seconds_loop_fp32']:.3f}  library bf16 "
+                     f"{s['step_seconds_library_bf16']:.3f}  plain fp32 {s['step_seconds_plain_fp32']:.3f}"
+                     f"  ({s['step_gflop']:.1f} GFLOP)")
+    r, e, p = d["shallow_refresh"], d["shallow_epoch"], d["pgd"]
+    lines.append(f"  shallow refresh  fp32 {r['refresh_seconds_fp32']:.2f}  bf16 {r['refresh_seconds_bf16']:.2f}")
+    lines.append(f"  shallow epoch    fp32 {e['epoch_seconds_fp32']:.2f}  bf16 {e['epoch_seconds_bf16']:.2f}"
+                 f"  ({e['epoch_gflop']:.0f} GFLOP)")
+    lines.append(f"  PGD-40 curve     library {p['pgd_seconds_library']:.1f}  naive {p['pgd_seconds_naive']:.1f}"
+                 f"  (net trained in {p['pgd_net_train_seconds']:.1f})")
+    lines.append(f"  total {results['seconds_total']:.0f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke test only)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"JSON output (default {RESULTS}; --quick writes nothing unless given)")
+    args = parser.parse_args(argv)
+    results = run(quick=args.quick)
+    print()
+    print(format_table(results))
+    out = args.out if args.out is not None else (None if args.quick else RESULTS)
+    if out is not None:
+        out.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
