@@ -83,7 +83,7 @@ def run(quick: bool = False) -> dict:
         x_tr, y_tr, x_te, y_te = data
 
     configs = {"shallow": SHALLOW, "mlp3x1000": MLP3, "cnn": CNN}
-    repeats = {"shallow": 5, "mlp3x1000": 5, "cnn": 3}
+    repeats = {"shallow": 5, "mlp3x1000": 4, "cnn": 2}
     for name, config in configs.items():
         if quick:
             config = config.replace(batch_size=config.batch_size // 10 + max(config.hidden_widths) // 10,
@@ -98,7 +98,7 @@ def run(quick: bool = False) -> dict:
 
     shallow = configs["shallow"]
     _log("refresh alone: shallow net, whole training set")
-    details["shallow_refresh"] = refresh_figures(shallow, x_tr, repeats=1 if quick else 2)
+    details["shallow_refresh"] = refresh_figures(shallow, x_tr, repeats=1)
     _log(f"  {details['shallow_refresh']}")
     _log("epochs: shallow SpecReg, fp32 and bf16")
     details["shallow_epoch"] = epoch_figures(shallow, data, repeats=1 if quick else 2)
@@ -106,7 +106,7 @@ def run(quick: bool = False) -> dict:
 
     _log("PGD-40 accuracy curve: library vs naive")
     details["pgd"] = pgd_figures(data, EPS_GRID, n_images=200 if quick else 2000,
-                                 steps=5 if quick else 40)
+                                 steps=5 if quick else 40, train_images=3000 if quick else 15000)
     _log(f"  speedup {details['pgd']['pgd_curve_speedup_vs_naive']:.2f}")
     gemm.append(gemm_gflops(repeats=3 if quick else 9))
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .spectrum import covariance
+from .spectrum import covariance, symmetric_eigh_float64
 
 __all__ = [
     "JacobianRegularizer",
@@ -180,7 +180,8 @@ class ReferenceEigenbasis:
             cov64 = cov.detach().to(torch.float64)
             if not torch.isfinite(cov64).all():
                 raise ValueError("cov must contain only finite values")
-            eigenvalues, eigenvectors = torch.linalg.eigh(0.5 * (cov64 + cov64.mT))  # ascending
+            eigenvalues, eigenvectors = symmetric_eigh_float64(0.5 * (cov64 + cov64.mT))  # ascending
+            eigenvalues, eigenvectors = eigenvalues.to(cov.device), eigenvectors.to(cov.device)
         self._eigenvalues = eigenvalues.flip(0)
         self._eigenvectors = eigenvectors.flip(1).to(torch.float32).contiguous()
         self._cast_cache = {}

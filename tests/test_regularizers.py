@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from powerlaw_lib.models import MLP
 from powerlaw_lib.spectrum import covariance
@@ -328,3 +329,102 @@ def test_inputs_may_be_numpy_arrays() -> None:
     reg = SpectralRegularizer(tau=2)
     reg.refresh(np.asarray(h))
     assert reg.is_ready and reg.basis.width == 8
+
+
+# ----------------------------------------------------------------------------- fused Rayleigh quotients
+
+
+def _autograd_rayleigh_quotients(h: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Reference: λ̂ = diag(Vᵀ Σ_B V) through plain autograd ops, decreasing."""
+    centred = h - h.mean(dim=0, keepdim=True)
+    quotients = (centred @ basis.to(h.dtype)).pow(2).sum(dim=0) / (h.shape[0] - 1)
+    return torch.sort(quotients, descending=True).values
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [(torch.float64, 1e-10), (torch.float32, 2e-5)])
+def test_fused_quotients_and_gradients_match_autograd(dtype: torch.dtype, rtol: float) -> None:
+    reg = SpectralRegularizer(alpha=1.0, tau=3, beta=2.0)
+    reg.refresh(_random_batch(400, 30))
+    basis = reg.basis.eigenvectors
+    h = _random_batch(90, 30, dtype=dtype).requires_grad_(True)
+    fast = reg.rayleigh_quotients(h)
+    slow = _autograd_rayleigh_quotients(h, basis)
+    assert fast.dtype == dtype
+    torch.testing.assert_close(fast, slow, rtol=rtol, atol=0)
+    weights = torch.randn(30, dtype=dtype)  # an arbitrary upstream gradient
+    (g_fast,) = torch.autograd.grad((fast * weights).sum(), h)
+    (g_slow,) = torch.autograd.grad((slow * weights).sum(), h)
+    torch.testing.assert_close(g_fast, g_slow, rtol=rtol, atol=rtol * float(g_slow.abs().max()))
+    # the centring Jacobian is the identity on this gradient: its columns sum to zero
+    assert float(g_fast.sum(dim=0).abs().max()) <= 1e-4 * float(g_fast.abs().max())
+
+
+def test_penalty_gradient_through_a_model_matches_autograd_reference() -> None:
+    model = MLP((20, 40, 5), batch_norm=True)
+    x = torch.rand(120, 20)
+    reg = SpectralRegularizer(alpha=1.0, tau=4, beta=2.0)
+    with torch.no_grad():
+        reg.refresh(model.forward_with_hidden(x)[1][0])
+    weight = model.blocks[0][0].weight
+    (g_fast,) = torch.autograd.grad(reg(model.forward_with_hidden(x)[1][0]), weight)
+    lam = _autograd_rayleigh_quotients(model.forward_with_hidden(x)[1][0], reg.basis.eigenvectors)
+    (g_slow,) = torch.autograd.grad(spectral_penalty(lam, alpha=1.0, tau=4, beta=2.0), weight)
+    torch.testing.assert_close(g_fast, g_slow, rtol=1e-4, atol=1e-4 * float(g_slow.abs().max()))
+
+
+class _MatmulRecorder(TorchDispatchMode):
+    """Records (op name, input dtypes) of every matrix product dispatched."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple[torch.dtype, ...]]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.__name__
+        if name.split(".")[0] in ("mm", "addmm", "bmm", "matmul", "linear"):
+            self.calls.append((name, tuple(a.dtype for a in args if isinstance(a, torch.Tensor))))
+        return func(*args, **(kwargs or {}))
+
+
+def test_projection_and_its_backward_run_in_bf16_under_autocast() -> None:
+    reg = SpectralRegularizer(alpha=1.0, tau=3)
+    reg.refresh(_random_batch(300, 24))
+    h = _random_batch(100, 24, dtype=torch.float32).requires_grad_(True)
+    with _MatmulRecorder() as recorder:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            penalty = reg(h)
+        penalty.backward()
+    assert penalty.dtype == torch.float32 and h.grad.dtype == torch.float32
+    assert len(recorder.calls) == 2  # the projection and its input gradient, nothing in fp32
+    assert all(dtypes == (torch.bfloat16, torch.bfloat16) for _, dtypes in recorder.calls)
+    with _MatmulRecorder() as recorder:
+        reg(h).backward()  # no autocast: float32 products
+    assert [d for _, d in recorder.calls] == [(torch.float32, torch.float32)] * 2
+
+
+def test_cast_basis_is_cached_and_follows_refresh() -> None:
+    reg = SpectralRegularizer(tau=2)
+    reg.refresh(_random_batch(200, 10))
+    h = _random_batch(50, 10, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        first = reg(h)
+        again = reg(h)
+    assert float(first) == float(again)
+    reg.refresh(_random_batch(200, 10) * torch.linspace(1, 3, 10, dtype=torch.float64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        after = reg.rayleigh_quotients(h)
+    expected = _autograd_rayleigh_quotients(h.double(), reg.basis.eigenvectors.double())
+    torch.testing.assert_close(after.double(), expected, rtol=2e-2, atol=0)
+
+
+def test_batch_covariance_matches_torch_cov_with_gradient() -> None:
+    from powerlaw_lib.regularizers import batch_covariance
+
+    h = _random_batch(70, 9).requires_grad_(True)
+    weights = torch.randn(9, 9, dtype=torch.float64)
+    got = batch_covariance(h)
+    expected = torch.cov(h.T)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-14)
+    (g_got,) = torch.autograd.grad((got * weights).sum(), h)
+    (g_expected,) = torch.autograd.grad((expected * weights).sum(), h)
+    torch.testing.assert_close(g_got, g_expected, rtol=1e-10, atol=1e-12)

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from powerlaw_lib import data
+from powerlaw_lib import data, spectrum
 from powerlaw_lib.spectrum import (
+    CovarianceAccumulator,
     PowerLawFit,
     covariance,
     cvpca,
@@ -263,3 +264,60 @@ def test_power_law_spectrum_values():
 def test_power_law_spectrum_rejects_bad_input(kwargs, field):
     with pytest.raises(ValueError, match=f"^{field} must"):
         power_law_spectrum(**kwargs)
+
+
+# --------------------------------------------------------------------------- streaming covariance
+
+
+def _chunks(a, sizes):
+    """Split the rows of `a` into consecutive chunks of the given sizes."""
+    edges = np.cumsum([0, *sizes])
+    assert edges[-1] == len(a)
+    return [a[lo:hi] for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+@pytest.mark.parametrize("gram_block", [512, 5, 3])  # 1 block, 2 uneven blocks, 4 blocks
+def test_accumulator_streams_uneven_chunks_exactly(monkeypatch, gram_block):
+    monkeypatch.setattr(spectrum, "GRAM_BLOCK", gram_block)
+    h = _activations(n=300, w=12)  # mean 50: the first-chunk shift must handle the offset
+    oracle = np.cov(h.astype(np.float64), rowvar=False)
+    acc = CovarianceAccumulator(12)
+    for chunk in _chunks(h, [7, 100, 1, 192]):
+        acc.update(torch.from_numpy(chunk))
+    got = acc.covariance()
+    assert acc.count == 300 and got.dtype == torch.float64 and torch.equal(got, got.T)
+    np.testing.assert_allclose(got.numpy(), oracle, rtol=0, atol=2e-6 * np.abs(oracle).max())
+    h64 = h.astype(np.float64) * 1.37
+    acc64 = CovarianceAccumulator(12)
+    for chunk in _chunks(h64, [150, 150]):
+        acc64.update(chunk)  # numpy chunks are accepted too
+    np.testing.assert_allclose(acc64.covariance().numpy(), np.cov(h64, rowvar=False), rtol=1e-12, atol=1e-10)
+    np.testing.assert_allclose(covariance(h64, chunk_size=64).numpy(), np.cov(h64, rowvar=False),
+                               rtol=1e-12, atol=1e-10)
+
+
+def test_accumulator_takes_bf16_inference_chunks_and_ignores_autocast():
+    h = torch.from_numpy(_activations(n=400, w=9, offset=0.5)).bfloat16()  # values exact in bf16
+    oracle = np.cov(h.double().numpy(), rowvar=False)
+    acc = CovarianceAccumulator(9, shift=torch.zeros(9))
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for chunk in h.split(128):
+            acc.update(chunk)
+    got = acc.covariance()  # outside inference mode
+    np.testing.assert_allclose(got.numpy(), oracle, rtol=0, atol=2e-6 * np.abs(oracle).max())
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a bf16 Gram would miss this by ~1e-3
+        under_autocast = covariance(h.float())
+    np.testing.assert_allclose(under_autocast.numpy(), oracle, rtol=0, atol=2e-6 * np.abs(oracle).max())
+
+
+def test_accumulator_errors():
+    with pytest.raises(ValueError, match="width"):
+        CovarianceAccumulator(0)
+    with pytest.raises(ValueError, match="shift"):
+        CovarianceAccumulator(3, shift=np.zeros(4))
+    acc = CovarianceAccumulator(3)
+    with pytest.raises(ValueError, match=r"chunk must have shape \[m, 3\]"):
+        acc.update(np.zeros((5, 4)))
+    acc.update(np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        acc.covariance()

@@ -1,0 +1,224 @@
+"""The fast paths of training against slow reference formulations, and the benchmark helpers.
+
+Oracles: the per-eigenvalue-loop form of Nassar et al. 2020, eq. 2 (benchmarks.reference);
+the materialized full-set activations with spectrum.covariance and a float64 eigh for the
+streaming refresh; plain autograd for one training step; hand-computed FLOP counts; and
+hand-built results for the precision comparison. No timing is asserted here.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import scipy.linalg
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package
+
+from benchmarks.flops import gram_flops, network_step_flops, spectral_step_flops  # noqa: E402
+from benchmarks.precision_check import format_precision_table, precision_table  # noqa: E402
+from benchmarks.reference import LoopSpectralPenalty, loop_spectral_penalty  # noqa: E402
+from powerlaw_lib.config import RunConfig  # noqa: E402
+from powerlaw_lib.models import CNN, MLP  # noqa: E402
+from powerlaw_lib.regularizers import SpectralRegularizer, spectral_penalty  # noqa: E402
+from powerlaw_lib.spectrum import covariance  # noqa: E402
+from powerlaw_lib.store import Result, ResultStore  # noqa: E402
+from powerlaw_lib.training import (hidden_representations, make_optimizer,  # noqa: E402
+                                   make_regularizers, refresh_eigenvectors, training_step)
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    torch.manual_seed(0)
+
+
+# ----------------------------------------------------------------------------- loop baseline
+
+
+def test_loop_baseline_computes_the_library_penalty_and_gradient() -> None:
+    reference = torch.tanh(torch.randn(300, 40, dtype=torch.float64) @ torch.randn(40, 40, dtype=torch.float64))
+    reg = SpectralRegularizer(alpha=1.5, tau=4, beta=2.0)
+    reg.refresh(reference)
+    h = torch.tanh(torch.randn(80, 40, dtype=torch.float64) @ torch.randn(40, 40, dtype=torch.float64))
+    h.requires_grad_(True)
+    fast = reg(h)
+    slow = loop_spectral_penalty(h, reg.basis.eigenvectors, alpha=1.5, tau=4, beta=2.0)
+    assert float(slow.detach()) > 1e-3
+    torch.testing.assert_close(fast, slow, rtol=1e-10, atol=0)
+    (g_fast,) = torch.autograd.grad(fast, h)
+    (g_slow,) = torch.autograd.grad(slow, h)
+    torch.testing.assert_close(g_fast, g_slow, rtol=1e-8, atol=1e-12)
+    wrapped = LoopSpectralPenalty(reg.basis.eigenvectors, 1.5, 4, 2.0)
+    assert not wrapped.needs_refresh
+    torch.testing.assert_close(wrapped(h.detach().float()), fast.detach().float(), rtol=1e-4, atol=0)
+
+
+# ----------------------------------------------------------------------------- streaming refresh
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_streaming_refresh_equals_materialized_covariance(monkeypatch, arch: str, precision: str) -> None:
+    import powerlaw_lib.training as training
+
+    monkeypatch.setattr(training, "EVAL_CHUNK", 450)  # several chunks, the last one short
+    if arch == "mlp":
+        config = RunConfig(hidden=(60, 50), batch_norm=True, regularizer="spectral", reg_layers=(1, 2),
+                           batch_size=64)
+        model = MLP((784, 60, 50, 10), batch_norm=True)
+    else:
+        config = RunConfig(arch="cnn", hidden=(64,), batch_norm=False, regularizer="spectral",
+                           reg_layers=(2, 3), batch_size=900)
+        model = CNN(hidden=64)
+    x = torch.rand(1600 if arch == "mlp" else 1000, 1, 28, 28)
+    regs = make_regularizers(config)
+    refresh_eigenvectors(model, regs, x, precision)
+    assert model.training  # the mode is restored
+    hs = hidden_representations(model, x, list(regs), precision)
+    for layer, reg in regs.items():
+        cov = covariance(hs[layer].double())  # float64 oracle on the same activations
+        expected = torch.from_numpy(scipy.linalg.eigvalsh(cov.numpy())[::-1].copy())
+        torch.testing.assert_close(reg.basis.eigenvalues, expected, rtol=0,
+                                   atol=1e-5 * float(expected[0]))
+        v = reg.basis.eigenvectors.double()
+        # the stored basis diagonalizes the oracle covariance
+        torch.testing.assert_close(v.T @ cov @ v, torch.diag(expected), rtol=0,
+                                   atol=1e-5 * float(expected[0]))
+
+
+# ----------------------------------------------------------------------------- one training step
+
+
+def test_training_step_matches_an_autograd_reference_step() -> None:
+    config = RunConfig(hidden=(64,), batch_norm=True, regularizer="spectral", reg_layers=(1,),
+                       beta=2.0, tau=3, batch_size=96, lr=1e-3)
+    model = MLP((784, 64, 10), batch_norm=True)
+    x, y = torch.rand(96, 1, 28, 28), torch.randint(0, 10, (96,))
+    regs = make_regularizers(config)
+    refresh_eigenvectors(model, regs, torch.rand(500, 1, 28, 28))
+    basis = regs[1].basis.eigenvectors
+    reference = copy.deepcopy(model)
+
+    loss, penalty, _ = training_step(model, make_optimizer(config, model), regs, x, y)
+
+    opt = torch.optim.Adam(reference.parameters(), lr=1e-3)  # plain Adam, plain autograd
+    logits, (h,) = reference.forward_with_hidden(x)
+    centred = h - h.mean(dim=0)
+    lam = torch.sort((centred @ basis).pow(2).sum(dim=0) / (len(x) - 1), descending=True).values
+    ref_penalty = spectral_penalty(lam, alpha=1.0, tau=3, beta=2.0)
+    ref_loss = torch.nn.functional.cross_entropy(logits, y) + ref_penalty
+    opt.zero_grad()
+    ref_loss.backward()
+    opt.step()
+    assert float(penalty) > 0
+    torch.testing.assert_close(loss, ref_loss.detach(), rtol=1e-5, atol=0)
+    for p, q in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-6)
+
+
+class _GemmRecorder(TorchDispatchMode):
+    """Records the input dtypes and the output size of every matrix product."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, tuple[torch.dtype, ...], int]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.__name__.split(".")[0]
+        if name in ("mm", "addmm", "bmm", "convolution", "convolution_backward"):
+            dtypes = tuple(a.dtype for a in args if isinstance(a, torch.Tensor))
+            size = out.numel() if isinstance(out, torch.Tensor) else 0
+            self.calls.append((name, dtypes, size))
+        return out
+
+
+def test_bf16_step_runs_every_large_product_in_bf16() -> None:
+    """Linear layers and projections, forward and backward, under bf16 autocast."""
+    config = RunConfig(hidden=(64, 64), batch_norm=False, regularizer="spectral", reg_layers=(1, 2),
+                       tau=3, batch_size=128, precision="bf16")
+    model = MLP((784, 64, 64, 10))
+    regs = make_regularizers(config)
+    refresh_eigenvectors(model, regs, torch.rand(400, 1, 28, 28), "bf16")
+    opt = make_optimizer(config, model)
+    x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
+    with _GemmRecorder() as recorder:
+        loss, penalty, logits = training_step(model, opt, regs, x, y, "bf16")
+    assert loss.dtype == penalty.dtype == torch.float32 and torch.isfinite(loss)
+    big = [(name, dtypes) for name, dtypes, size in recorder.calls if size >= 64 * 64]
+    # forward: 2 hidden Linear + 2 projections; backward: their weight, input and projection grads
+    assert len(big) >= 8
+    assert all(all(d == torch.bfloat16 for d in dtypes if d.is_floating_point) for _, dtypes in big), big
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- FLOP counts
+
+
+def test_flop_counts_match_closed_forms() -> None:
+    mlp = MLP((784, 2000, 10), batch_norm=True)
+    # forward 2·B·(784·2000 + 2000·10); backward: dW of both, dX of the readout only
+    b = 3000
+    expected = b * (2 * 784 * 2000 * 2 + 2 * 2000 * 10 * 3)
+    assert network_step_flops(mlp, (1, 28, 28), b) == expected
+    assert spectral_step_flops(mlp, (1, 28, 28), b, [2000]) == expected + 4 * b * 2000 ** 2
+    assert gram_flops(60000, [2000]) == 60000 * 2000 * 2001
+    cnn = CNN(hidden=1000)
+    conv1 = 2 * 16 * 26 * 26 * 1 * 9
+    conv2 = 2 * 32 * 11 * 11 * 16 * 9
+    fc, readout = 2 * 800 * 1000, 2 * 1000 * 10
+    assert network_step_flops(cnn, (1, 28, 28), 1) == 2 * conv1 + 3 * (conv2 + fc + readout)
+
+
+# ----------------------------------------------------------------------------- precision check
+
+
+def _result(config: RunConfig, acc: float, alpha: float, pgd: float) -> Result:
+    return Result(config, {"clean_accuracy": acc, "layer1_alpha": alpha, "pgd_accuracy@0.1": pgd})
+
+
+def test_precision_check_pairs_configs_that_differ_only_in_precision(tmp_path) -> None:
+    store = ResultStore(tmp_path)
+    base = RunConfig(hidden=(50,), epochs=2, regularizer="spectral", reg_layers=(1,), beta=2.0,
+                     batch_size=100)
+    fp32 = {0: (0.90, 1.0, 0.50), 1: (0.92, 1.2, 0.52), 2: (0.91, 1.1, 0.54)}
+    bf16 = {0: (0.91, 1.1, 0.51), 1: (0.93, 1.3, 0.53), 2: (0.91, 1.6, 0.55)}
+    for seed in fp32:
+        store.put(_result(base.replace(seed=seed), *fp32[seed]))
+        store.put(_result(base.replace(seed=seed, precision="bf16"), *bf16[seed]))
+    store.put(_result(base.replace(seed=3), 0.5, 9.0, 0.0))  # no bf16 partner: ignored
+    store.put(_result(base.replace(beta=1.0), 0.8, 2.0, 0.3))  # another config, fp32 only
+    rows = precision_table(store)
+    assert [r["metric"] for r in rows] == ["clean_accuracy", "layer1_alpha", "pgd_accuracy@0.1"]
+    by = {r["metric"]: r for r in rows}
+    assert all(r["n_seeds"] == 3 for r in rows)
+    acc = by["clean_accuracy"]
+    assert acc["fp32_mean"] == pytest.approx(0.91) and acc["fp32_sd"] == pytest.approx(0.01)
+    assert acc["bf16_mean"] == pytest.approx(0.9166667)
+    assert acc["agree_within_2sd"] is True  # difference 0.0067 <= 2 · 0.0108
+    alpha = by["layer1_alpha"]  # means 1.1 vs 1.333, pooled sd sqrt((0.01 + 0.0633)/2) = 0.19
+    assert alpha["pooled_sd"] == pytest.approx(math.sqrt(0.5 * (0.01 + 0.19 / 3)), rel=1e-6)
+    assert alpha["agree_within_2sd"] is True
+    text = format_precision_table(rows)
+    assert "clean_accuracy" in text and "yes" in text
+
+
+def test_precision_check_flags_disagreement_and_single_seeds(tmp_path) -> None:
+    store = ResultStore(tmp_path)
+    base = RunConfig(hidden=(50,), epochs=2, batch_size=100)
+    for seed, (a, b) in enumerate([(0.90, 0.70), (0.91, 0.71)]):
+        store.put(_result(base.replace(seed=seed), a, 1.0, 0.5))
+        store.put(_result(base.replace(seed=seed, precision="bf16"), b, 1.0, 0.5))
+    single = base.replace(hidden=(60,))
+    store.put(_result(single, 0.9, 1.0, 0.5))
+    store.put(_result(single.replace(precision="bf16"), 0.9, 1.0, 0.5))
+    rows = precision_table(store)
+    acc = [r for r in rows if r["metric"] == "clean_accuracy" and r["n_seeds"] == 2][0]
+    assert acc["agree_within_2sd"] is False
+    assert all(r["agree_within_2sd"] is None for r in rows if r["n_seeds"] == 1)
+    assert format_precision_table([]).startswith("no pairs")
