@@ -441,3 +441,17 @@ def _same(a: Any, b: Any) -> bool:
         return bool(a == b)
     except Exception:  # noqa: BLE001 - e.g. ambiguous truth value of an array
         return a is b
+
+
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """`myst_nb.glue` for chapter numbers, with numpy scalars turned into Python numbers.
+
+    myst-nb formats `{glue:text}` values from their text form, and NumPy 2 prints scalars as
+    ``np.float64(...)``, which the format spec cannot parse: a strict build then fails.
+    """
+    import numpy as np
+    from myst_nb import glue as _glue
+
+    if isinstance(value, np.generic):
+        value = value.item()
+    _glue(name, value, display=display)
