@@ -248,10 +248,13 @@ def symmetric_eigh_float64(cov) -> tuple[torch.Tensor, torch.Tensor]:
 def eigh_descending(cov) -> tuple[torch.Tensor, torch.Tensor]:
     """Eigen-decomposition of a symmetric matrix, eigenvalues in descending order.
 
+    The same float64 LAPACK decomposition as :func:`symmetric_eigh_float64` (which the
+    regularizer's refresh uses), reordered; results are on the CPU.
+
     Parameters
     ----------
     cov
-        Symmetric ``[w, w]`` tensor or array (computed in float64).
+        Symmetric ``[w, w]`` tensor or array (computed in float64; the lower triangle is read).
 
     Returns
     -------
@@ -260,10 +263,7 @@ def eigh_descending(cov) -> tuple[torch.Tensor, torch.Tensor]:
     eigvecs : torch.Tensor
         float64 ``[w, w]``; column ``k`` belongs to ``eigvals[k]``.
     """
-    cov = _as_tensor(cov, "cov")
-    if cov.ndim != 2 or cov.shape[0] != cov.shape[1] or cov.shape[0] == 0:
-        raise ValueError(f"cov must be a square [w, w] matrix with w >= 1, got shape {tuple(cov.shape)}")
-    eigvals, eigvecs = torch.linalg.eigh(cov.to(torch.float64))  # ascending
+    eigvals, eigvecs = symmetric_eigh_float64(cov)  # ascending, CPU
     return eigvals.flip(0), eigvecs.flip(1)
 
 
