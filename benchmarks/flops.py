@@ -13,6 +13,12 @@ What is counted
   and, per regularized layer, the symmetric Gram matrix of the activations,
   n·N·(N+1) FLOPs (a symmetric rank-k update forms only one triangle).
 - Per-epoch test accuracy: the forward pass over the test set.
+- The per-eigenvalue-loop baseline (:mod:`benchmarks.reference`) of a layer: the batch
+  covariance Cᵀ C (2·B·N²) and Vᵀ Σ_B V (two N×N products, 4·N³) forward; backward,
+  the gradient of Vᵀ Σ_B V with respect to Σ_B (two products, 4·N³) and of Cᵀ C with
+  respect to C (two products, 4·B·N²). :func:`loop_step_flops` over
+  :func:`spectral_step_flops` bounds the step speedup the library can show against
+  the loop when both run their GEMMs equally fast (the loop's Python overhead aside).
 
 What is not counted (it is overhead against the reported fractions): element-wise work
 (activations, batch norm, centring, squares, casts), pooling, the loss, the optimizer,
@@ -28,7 +34,8 @@ import torch
 from torch import nn
 
 __all__ = ["GemmLayer", "gemm_layers", "network_forward_flops", "network_step_flops",
-           "projection_flops", "gram_flops", "spectral_step_flops", "spectral_epoch_flops"]
+           "projection_flops", "gram_flops", "spectral_step_flops", "spectral_epoch_flops",
+           "loop_penalty_flops", "loop_step_flops"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,17 @@ def spectral_step_flops(model: nn.Module, input_shape: tuple[int, ...], batch: i
                         reg_widths: list[int] | tuple[int, ...]) -> float:
     """One regularized training step: network forward + backward and the projections."""
     return network_step_flops(model, input_shape, batch) + projection_flops(batch, reg_widths)
+
+
+def loop_penalty_flops(batch: int, widths: list[int] | tuple[int, ...]) -> float:
+    """Loop baseline penalty, forward and backward: 6·B·N² + 8·N³ per regularized layer."""
+    return sum(6.0 * batch * w * w + 8.0 * w ** 3 for w in widths)
+
+
+def loop_step_flops(model: nn.Module, input_shape: tuple[int, ...], batch: int,
+                    reg_widths: list[int] | tuple[int, ...]) -> float:
+    """One training step with the loop baseline's penalty in place of the projections."""
+    return network_step_flops(model, input_shape, batch) + loop_penalty_flops(batch, reg_widths)
 
 
 def spectral_epoch_flops(model: nn.Module, input_shape: tuple[int, ...], batch: int,

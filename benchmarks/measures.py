@@ -20,7 +20,7 @@ from powerlaw_lib.experiments import build
 from powerlaw_lib.training import (make_optimizer, make_regularizers, refresh_eigenvectors,
                                    train, training_step)
 
-from .flops import spectral_epoch_flops, spectral_step_flops
+from .flops import loop_step_flops, spectral_epoch_flops, spectral_step_flops
 from .reference import LoopSpectralPenalty
 from .timing import interleaved_medians
 
@@ -118,6 +118,7 @@ def step_figures(config: RunConfig, x_ref: torch.Tensor, xb: torch.Tensor, yb: t
         "step_seconds_plain_fp32": t["plain"],
         "gemm_gflops_fp32_same_rounds": gemm_rate / 1e9,
         "speedup_vs_loop": t["loop"] / t["library"],
+        "loop_over_library_flops": loop_step_flops(model, config.input_shape, len(xb), widths) / flops,
         "gemm_fraction": flops / t["library"] / gemm_rate,
         "bf16_step_speedup": t["library"] / t["library_bf16"],
         "regularized_over_plain": t["library"] / t["plain"],

@@ -20,7 +20,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the benchmarks package
 
-from benchmarks.flops import gram_flops, network_step_flops, spectral_step_flops  # noqa: E402
+from benchmarks.flops import (gram_flops, loop_penalty_flops, network_step_flops,  # noqa: E402
+                              projection_flops, spectral_step_flops)
 from benchmarks.precision_check import format_precision_table, precision_table  # noqa: E402
 from benchmarks.reference import LoopSpectralPenalty, loop_spectral_penalty  # noqa: E402
 from powerlaw_lib.config import RunConfig  # noqa: E402
@@ -173,6 +174,23 @@ def test_flop_counts_match_closed_forms() -> None:
     conv2 = 2 * 32 * 11 * 11 * 16 * 9
     fc, readout = 2 * 800 * 1000, 2 * 1000 * 10
     assert network_step_flops(cnn, (1, 28, 28), 1) == 2 * conv1 + 3 * (conv2 + fc + readout)
+
+
+@pytest.mark.parametrize("batch, width", [(48, 32), (30, 40)])
+def test_penalty_flop_counts_match_torch_flop_counter(batch, width) -> None:
+    """Matrix-product FLOPs of a penalty's forward + backward, counted by torch itself."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    h = torch.randn(batch, width, dtype=torch.float64, requires_grad=True)
+    basis = torch.linalg.qr(torch.randn(width, width, dtype=torch.float64))[0]
+    reg = SpectralRegularizer(alpha=1.0, tau=3, beta=1.0)
+    reg.refresh(torch.randn(4 * width, width, dtype=torch.float64))
+    for penalty, expected in ((lambda x: loop_spectral_penalty(x, basis, tau=3), loop_penalty_flops),
+                              (reg, projection_flops)):
+        with FlopCounterMode(display=False) as counter:
+            penalty(h).backward()
+        assert counter.get_total_flops() == expected(batch, [width])
 
 
 # ----------------------------------------------------------------------------- precision check
