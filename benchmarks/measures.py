@@ -45,12 +45,17 @@ def gemm_callables(size: int = GEMM_SIZE) -> dict[str, object]:
             "flops": 2.0 * size ** 3}
 
 
-def gemm_gflops(repeats: int = 9) -> dict[str, float]:
-    """Throughput (GFLOP/s) of large square float32 and bfloat16 matmuls."""
-    g = gemm_callables()
-    t = interleaved_medians({"fp32": g["fp32"], "bf16": g["bf16"]}, repeats, warmup=2)
-    return {"gemm_gflops_fp32": g["flops"] / t["fp32"] / 1e9,
-            "gemm_gflops_bf16": g["flops"] / t["bf16"] / 1e9}
+def gemm_gflops(repeats: int = 9, bf16_size: int = GEMM_SIZE) -> dict[str, float]:
+    """Throughput (GFLOP/s) of large square float32 and bfloat16 matmuls.
+
+    The bf16 product is ``bf16_size``³: smaller on CPUs that emulate bf16 (no AVX512-BF16
+    or AMX), where a 2048³ product takes seconds.
+    """
+    g32, g16 = gemm_callables(), gemm_callables(bf16_size)
+    t = interleaved_medians({"fp32": g32["fp32"], "bf16": g16["bf16"]}, repeats, warmup=2)
+    return {"gemm_gflops_fp32": g32["flops"] / t["fp32"] / 1e9,
+            "gemm_gflops_bf16": g16["flops"] / t["bf16"] / 1e9,
+            "gemm_bf16_size": bf16_size}
 
 
 def _penalty_agreement(model, regs, loop_regs, xb) -> tuple[float, float]:
@@ -78,14 +83,15 @@ def _penalty_agreement(model, regs, loop_regs, xb) -> tuple[float, float]:
 
 
 def step_figures(config: RunConfig, x_ref: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor,
-                 repeats: int = 5) -> dict[str, float]:
+                 repeats: int = 5, bf16: bool = True) -> dict[str, float | None]:
     """One regularized training step of `config`: library vs loop baseline, fp32 vs bf16.
 
     The reference eigenbasis is refreshed once on ``x_ref`` (not timed). Four variants of
     :func:`powerlaw_lib.training.training_step` start from the same weights and are timed
     in interleaved rounds together with the float32 GEMM of :func:`gemm_callables`: the
     library's float32 step, the same step with :class:`~benchmarks.reference.LoopSpectralPenalty`
-    in place of the library's penalty, the library's bf16 step and an unregularized float32 step.
+    in place of the library's penalty, the library's bf16 step (only with ``bf16``; its
+    figures are None otherwise) and an unregularized float32 step.
     """
     model = build(config)
     regs = make_regularizers(config)
@@ -99,6 +105,8 @@ def step_figures(config: RunConfig, x_ref: torch.Tensor, xb: torch.Tensor, yb: t
     variants = {}
     for name, r, precision in (("library", regs, "fp32"), ("loop", loop_regs, "fp32"),
                                ("library_bf16", regs, "bf16"), ("plain", {}, "fp32")):
+        if precision == "bf16" and not bf16:
+            continue
         m = copy.deepcopy(model)
         opt = make_optimizer(config, m)
         variants[name] = (lambda m=m, opt=opt, r=r, p=precision:
@@ -114,26 +122,27 @@ def step_figures(config: RunConfig, x_ref: torch.Tensor, xb: torch.Tensor, yb: t
         "step_gflop": flops / 1e9,
         "step_seconds_library_fp32": t["library"],
         "step_seconds_loop_fp32": t["loop"],
-        "step_seconds_library_bf16": t["library_bf16"],
+        "step_seconds_library_bf16": t.get("library_bf16"),
         "step_seconds_plain_fp32": t["plain"],
         "gemm_gflops_fp32_same_rounds": gemm_rate / 1e9,
         "speedup_vs_loop": t["loop"] / t["library"],
         "loop_over_library_flops": loop_step_flops(model, config.input_shape, len(xb), widths) / flops,
         "gemm_fraction": flops / t["library"] / gemm_rate,
-        "bf16_step_speedup": t["library"] / t["library_bf16"],
+        "bf16_step_speedup": t["library"] / t["library_bf16"] if bf16 else None,
         "regularized_over_plain": t["library"] / t["plain"],
         "penalty_relative_difference_float64": agreement,
         "penalty_relative_difference_float32": agreement_fp32,
     }
 
 
-def epoch_figures(config: RunConfig, data: tuple[torch.Tensor, ...], repeats: int = 2
-                  ) -> dict[str, float]:
+def epoch_figures(config: RunConfig, data: tuple[torch.Tensor, ...], repeats: int = 2,
+                  bf16: bool = True) -> dict[str, float | None]:
     """Whole regularized epochs of :func:`powerlaw_lib.training.train`, fp32 and bf16.
 
     Each timed call trains a fresh model of `config` for one epoch (refresh over the
     training set, every step, test accuracy). fp32 epochs, bf16 epochs and a float32 GEMM
     are timed in interleaved rounds after an untimed warm-up epoch on a small subset.
+    Without ``bf16`` the bf16 epochs are skipped and their figures are None.
     """
     x_tr, y_tr, x_te, y_te = data
     config = config.replace(epochs=1)
@@ -144,10 +153,11 @@ def epoch_figures(config: RunConfig, data: tuple[torch.Tensor, ...], repeats: in
         train(build(c), c, xs, ys, x_te, y_te, progress=False)
 
     warm = max(2 * config.batch_size, 6000)
-    epoch("fp32", warm)
-    epoch("bf16", warm)
+    precisions = ("fp32", "bf16") if bf16 else ("fp32",)
+    for p in precisions:
+        epoch(p, warm)
     gemm = gemm_callables()
-    t = interleaved_medians({"fp32": lambda: epoch("fp32"), "bf16": lambda: epoch("bf16"),
+    t = interleaved_medians({**{p: (lambda p=p: epoch(p)) for p in precisions},
                              "gemm_fp32": gemm["fp32"]}, repeats, warmup=0)
     model = build(config)
     widths = [config.hidden_widths[l - 1] for l in config.reg_layers]
@@ -157,20 +167,22 @@ def epoch_figures(config: RunConfig, data: tuple[torch.Tensor, ...], repeats: in
     return {
         "epoch_gflop": flops / 1e9,
         "epoch_seconds_fp32": t["fp32"],
-        "epoch_seconds_bf16": t["bf16"],
+        "epoch_seconds_bf16": t.get("bf16"),
         "gemm_gflops_fp32_same_rounds": gemm_rate / 1e9,
         "gemm_fraction": flops / t["fp32"] / gemm_rate,
-        "bf16_speedup": t["fp32"] / t["bf16"],
+        "bf16_speedup": t["fp32"] / t["bf16"] if bf16 else None,
     }
 
 
-def refresh_figures(config: RunConfig, x_tr: torch.Tensor, repeats: int = 2) -> dict[str, float]:
+def refresh_figures(config: RunConfig, x_tr: torch.Tensor, repeats: int = 2, bf16: bool = True
+                    ) -> dict[str, float | None]:
     """The per-epoch refresh alone (forward over the training set, covariance, eigh)."""
     model = build(config)
     regs = make_regularizers(config)
+    precisions = ("fp32", "bf16") if bf16 else ("fp32",)
     t = interleaved_medians({p: (lambda p=p: refresh_eigenvectors(model, regs, x_tr, p))
-                             for p in ("fp32", "bf16")}, repeats, warmup=0)
-    return {"refresh_seconds_fp32": t["fp32"], "refresh_seconds_bf16": t["bf16"]}
+                             for p in precisions}, repeats, warmup=0)
+    return {"refresh_seconds_fp32": t["fp32"], "refresh_seconds_bf16": t.get("bf16")}
 
 
 def pgd_figures(data: tuple[torch.Tensor, ...], eps_grid: tuple[float, ...], n_images: int = 2000,

@@ -23,8 +23,14 @@ Measures, in one process, and prints a table; writes ``benchmarks/results.json``
 Absolute times are this machine's; ratios are what carries over. See
 :mod:`benchmarks.flops` for exactly which FLOPs are counted.
 
-Usage: ``python -m benchmarks.run [--quick] [--out PATH]``. ``--quick`` uses small sizes
-(a smoke test of the machinery; its numbers mean nothing).
+bf16 is fast only on CPUs with AVX512-BF16 or AMX (:mod:`powerlaw_lib.hardware`). Elsewhere
+bf16 is emulated, tens of times slower than float32, and timing whole bf16 epochs would take
+an hour: the bf16 steps, refresh and epochs are then skipped (their metrics are null, the
+table says why) and only a small bf16 GEMM is timed to document the emulation.
+``--bf16 yes`` times them anyway, ``--bf16 no`` never.
+
+Usage: ``python -m benchmarks.run [--quick] [--bf16 auto|yes|no] [--out PATH]``. ``--quick``
+uses small sizes (a smoke test of the machinery; its numbers mean nothing).
 """
 
 from __future__ import annotations
@@ -40,8 +46,10 @@ import torch
 
 from powerlaw_lib.config import EPS_GRID, RunConfig
 from powerlaw_lib.experiments import load_data
+from powerlaw_lib.hardware import cpu_capability, has_native_bf16
 
-from .measures import epoch_figures, gemm_gflops, pgd_figures, refresh_figures, step_figures
+from .measures import (GEMM_SIZE, epoch_figures, gemm_gflops, pgd_figures, refresh_figures,
+                       step_figures)
 from .timing import machine_description
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -67,16 +75,27 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run(quick: bool = False) -> dict:
+#: Size of the bf16 GEMM on a CPU that emulates bf16 (2048³ would take seconds per product).
+EMULATED_BF16_GEMM_SIZE = 512
+
+
+def run(quick: bool = False, bf16: bool | None = None) -> dict:
+    """All measurements; `bf16=None` times the bf16 paths only where they are native."""
     start = time.perf_counter()
-    results: dict = {"machine": machine_description(), "quick": quick}
-    metrics: dict[str, float] = {}
+    native = has_native_bf16()
+    bf16 = native if bf16 is None else bf16
+    results: dict = {"machine": machine_description(), "quick": quick,
+                     "bf16_native": native, "bf16_timed": bf16}
+    metrics: dict[str, float | None] = {}
     details: dict[str, dict] = {}
     _log(f"machine: {results['machine']['cpu']}, {results['machine']['logical_cpus']} CPUs, "
-         f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cpu_capability()}, "
+         f"bf16 {'native' if native else 'emulated'}"
+         f"{'' if bf16 else ' (bf16 steps and epochs not timed)'}")
 
     _log("GEMM throughput")
-    gemm = [gemm_gflops(repeats=3 if quick else 9)]
+    bf16_size = GEMM_SIZE if native else EMULATED_BF16_GEMM_SIZE
+    gemm = [gemm_gflops(repeats=3 if quick else 9, bf16_size=bf16_size)]
 
     data = load_data(RunConfig(dataset="mnist"))
     x_tr, y_tr, x_te, y_te = data
@@ -95,22 +114,22 @@ def run(quick: bool = False) -> dict:
         b = config.batch_size
         _log(f"step: {config.label}, batch {b}")
         details[f"{name}_step"] = step_figures(config, x_tr[:4 * b], x_tr[:b], y_tr[:b],
-                                               repeats=2 if quick else repeats[name])
+                                               repeats=2 if quick else repeats[name], bf16=bf16)
         _log(f"  {details[f'{name}_step']}")
 
     shallow = configs["shallow"]
     _log("refresh alone: shallow net, whole training set")
-    details["shallow_refresh"] = refresh_figures(shallow, x_tr, repeats=1)
+    details["shallow_refresh"] = refresh_figures(shallow, x_tr, repeats=1, bf16=bf16)
     _log(f"  {details['shallow_refresh']}")
-    _log("epochs: shallow SpecReg, fp32 and bf16")
-    details["shallow_epoch"] = epoch_figures(shallow, data, repeats=1 if quick else 2)
+    _log(f"epochs: shallow SpecReg, {'fp32 and bf16' if bf16 else 'fp32'}")
+    details["shallow_epoch"] = epoch_figures(shallow, data, repeats=1 if quick else 2, bf16=bf16)
     _log(f"  {details['shallow_epoch']}")
 
     _log("PGD-40 accuracy curve: library vs naive")
     details["pgd"] = pgd_figures(data, EPS_GRID, n_images=200 if quick else 2000,
                                  steps=5 if quick else 40, train_images=3000 if quick else 15000)
     _log(f"  speedup {details['pgd']['pgd_curve_speedup_vs_naive']:.2f}")
-    gemm.append(gemm_gflops(repeats=3 if quick else 9))
+    gemm.append(gemm_gflops(repeats=3 if quick else 9, bf16_size=bf16_size))
 
     metrics["gemm_gflops_fp32"] = statistics.median(g["gemm_gflops_fp32"] for g in gemm)
     metrics["gemm_gflops_bf16"] = statistics.median(g["gemm_gflops_bf16"] for g in gemm)
@@ -141,18 +160,26 @@ def format_table(results: dict) -> str:
     lines = [f"{'metric':38s} {'value':>9s} {'target':>8s}  ok", "-" * 62]
     for key, value in m.items():
         target = targets.get(key)
-        ok = "" if target is None else ("yes" if value >= target else "NO")
-        lines.append(f"{key:38s} {value:9.3f} {'' if target is None else f'>= {target:g}':>8s}  {ok}")
+        if value is None:
+            ok, shown = ("not timed" if target is not None else ""), f"{'n/a':>9s}"
+        else:
+            ok = "" if target is None else ("yes" if value >= target else "NO")
+            shown = f"{value:9.3f}"
+        lines.append(f"{key:38s} {shown} {'' if target is None else f'>= {target:g}':>8s}  {ok}")
+    if not results.get("bf16_timed", True):
+        lines.append(f"(bf16 not timed: this CPU has no AVX512-BF16/AMX, bf16 is emulated; "
+                     f"gemm_gflops_bf16 is a {results['gemm_start_end'][0]['gemm_bf16_size']}³ product)")
     lines += ["", "times on this machine (s, medians):"]
+    fmt = lambda v, spec=".3f": "n/a" if v is None else format(v, spec)  # noqa: E731
     for name in ("shallow", "mlp3x1000", "cnn"):
         s = d[f"{name}_step"]
         lines.append(f"  {name:10s} step  library fp32 {s['step_seconds_library_fp32']:.3f}  "
                      f"loop fp32 {s['step_seconds_loop_fp32']:.3f}  library bf16 "
-                     f"{s['step_seconds_library_bf16']:.3f}  plain fp32 {s['step_seconds_plain_fp32']:.3f}"
+                     f"{fmt(s['step_seconds_library_bf16'])}  plain fp32 {s['step_seconds_plain_fp32']:.3f}"
                      f"  ({s['step_gflop']:.1f} GFLOP)")
     r, e, p = d["shallow_refresh"], d["shallow_epoch"], d["pgd"]
-    lines.append(f"  shallow refresh  fp32 {r['refresh_seconds_fp32']:.2f}  bf16 {r['refresh_seconds_bf16']:.2f}")
-    lines.append(f"  shallow epoch    fp32 {e['epoch_seconds_fp32']:.2f}  bf16 {e['epoch_seconds_bf16']:.2f}"
+    lines.append(f"  shallow refresh  fp32 {r['refresh_seconds_fp32']:.2f}  bf16 {fmt(r['refresh_seconds_bf16'], '.2f')}")
+    lines.append(f"  shallow epoch    fp32 {e['epoch_seconds_fp32']:.2f}  bf16 {fmt(e['epoch_seconds_bf16'], '.2f')}"
                  f"  ({e['epoch_gflop']:.0f} GFLOP)")
     lines.append(f"  PGD-40 curve     library {p['pgd_seconds_library']:.1f}  naive {p['pgd_seconds_naive']:.1f}"
                  f"  (net trained in {p['pgd_net_train_seconds']:.1f})")
@@ -163,10 +190,12 @@ def format_table(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test only)")
+    parser.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
+                        help="time the bf16 steps and epochs: auto = only where bf16 is native")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"JSON output (default {RESULTS}; --quick writes nothing unless given)")
     args = parser.parse_args(argv)
-    results = run(quick=args.quick)
+    results = run(quick=args.quick, bf16={"auto": None, "yes": True, "no": False}[args.bf16])
     print()
     print(format_table(results))
     out = args.out if args.out is not None else (None if args.quick else RESULTS)

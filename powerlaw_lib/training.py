@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import RunConfig
+from .hardware import warn_if_bf16_emulated
 from .regularizers import JacobianRegularizer, SlopeRegularizer, SpectralRegularizer
 from .spectrum import CovarianceAccumulator
 
@@ -214,6 +215,7 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
     """
     from tqdm import tqdm
 
+    warn_if_bf16_emulated(config.precision)
     opt = make_optimizer(config, model)
     regs = make_regularizers(config)
     jac = (JacobianRegularizer(config.beta, config.jacobian_projections)

@@ -240,3 +240,34 @@ def test_precision_check_flags_disagreement_and_single_seeds(tmp_path) -> None:
     assert acc["agree_within_2sd"] is False
     assert all(r["agree_within_2sd"] is None for r in rows if r["n_seeds"] == 1)
     assert format_precision_table([]).startswith("no pairs")
+
+
+# ----------------------------------------------------------------------------- benchmark without bf16
+
+
+def test_benchmark_skips_bf16_timings_when_asked_and_formats_them_as_missing() -> None:
+    """On CPUs that emulate bf16 the benchmark leaves the bf16 figures out (None)."""
+    from benchmarks.measures import epoch_figures, gemm_gflops, refresh_figures, step_figures
+    from benchmarks.run import format_table
+
+    config = RunConfig(hidden=(64,), batch_norm=True, regularizer="spectral", reg_layers=(1,),
+                       tau=3, batch_size=96)
+    x, y = torch.rand(256, 1, 28, 28), torch.randint(0, 10, (256,))
+    step = step_figures(config, x, x[:96], y[:96], repeats=1, bf16=False)
+    assert step["step_seconds_library_bf16"] is None and step["bf16_step_speedup"] is None
+    assert step["speedup_vs_loop"] > 0 and step["penalty_relative_difference_float64"] < 1e-5
+    epoch = epoch_figures(config, (x, y, x[:32], y[:32]), repeats=1, bf16=False)
+    assert epoch["epoch_seconds_bf16"] is None and epoch["epoch_seconds_fp32"] > 0
+    refresh = refresh_figures(config, x, repeats=1, bf16=False)
+    assert refresh["refresh_seconds_bf16"] is None
+    gemm = gemm_gflops(repeats=1, bf16_size=64)
+    assert gemm["gemm_bf16_size"] == 64 and gemm["gemm_gflops_bf16"] > 0
+    pgd = {"pgd_seconds_library": 1.0, "pgd_seconds_naive": 4.0, "pgd_net_train_seconds": 2.0}
+    results = {"metrics": {"bf16_epoch_speedup": None, "specreg_step_speedup_vs_loop": 3.5},
+               "targets": {"bf16_epoch_speedup": 2.5, "specreg_step_speedup_vs_loop": 3.0},
+               "details": {"shallow_step": step, "mlp3x1000_step": step, "cnn_step": step,
+                           "shallow_refresh": refresh, "shallow_epoch": epoch, "pgd": pgd},
+               "gemm_start_end": [gemm], "bf16_timed": False, "seconds_total": 1.0}
+    table = format_table(results)
+    assert "bf16_epoch_speedup" in table and "not timed" in table and "64³" in table
+    assert "library bf16 n/a" in table
