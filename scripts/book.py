@@ -46,6 +46,7 @@ from book_execute import (
     toc_chapters,
 )
 from book_offline import offline_problems
+from book_render_check import unrendered_tables
 from book_site import build_html, format_seconds, stage_site
 
 DEFAULT_PROFILE = "book"
@@ -135,6 +136,9 @@ def _build_site(records, *, profile, toc, params_file, output=None) -> Path:
     problems = offline_problems(html)
     if problems:
         raise SystemExit("error: the HTML does not open offline:\n  " + "\n  ".join(problems))
+    raw = unrendered_tables(html)
+    if raw:
+        raise SystemExit("error: Markdown printed as text instead of rendered:\n  " + "\n  ".join(raw))
     print(f"HTML built strictly in {format_seconds(time.perf_counter() - started)} "
           f"(no remote resources): {_rel(html / 'index.html')}")
     return html

@@ -24,6 +24,7 @@ from book_execute import (  # noqa: E402
     toc_entries,
 )
 from book_offline import offline_problems, page_resources  # noqa: E402
+from book_render_check import unrendered_tables  # noqa: E402
 
 from powerlaw_lib.notebook import (  # noqa: E402
     ANY,
@@ -317,3 +318,23 @@ def test_built_book_opens_offline_if_built():
     if not (html / "index.html").is_file():
         pytest.skip("no built book in _build/html")
     assert offline_problems(html) == []
+
+
+# --------------------------------------------------------------------- rendered Markdown
+
+
+def test_raw_markdown_tables_are_flagged_and_rendered_ones_are_not(tmp_path):
+    (tmp_path / "raw.html").write_text(
+        "<p>| | paper | code | |—|—|—| | epochs | 50 | 50 |</p>"   # smart-quoted delimiter row
+        "<p>| a | b |\n|:---|---:|</p>")
+    (tmp_path / "fine.html").write_text(
+        "<table><tr><td>|---|</td></tr></table><p>|x| is the norm of x, a -- b</p>")
+    problems = unrendered_tables(tmp_path)
+    assert len(problems) == 2 and all(p.startswith("raw.html: raw Markdown table") for p in problems)
+
+
+def test_built_book_renders_its_tables_if_built():
+    html = REPO / "_build" / "html"
+    if not (html / "index.html").is_file():
+        pytest.skip("no built book in _build/html")
+    assert unrendered_tables(html) == []
