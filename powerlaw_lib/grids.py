@@ -26,7 +26,7 @@ def _seeds(seeds: Sequence[int]) -> tuple[int, ...]:
 
 
 def shallow(seeds: Sequence[int] = (0, 1, 2), epochs: int = 50,
-            betas: Sequence[float] = (1.0, 2.0, 5.0), no_bn_betas: Sequence[float] = (2.0,),
+            betas: Sequence[float] = (1.0, 2.0, 5.0), no_bn_betas: Sequence[float] = (2.0, 5.0),
             width: int = 2000, batch_size: int = 3000, lr: float = 1e-3,
             optimizer: str = "amsgrad", text_lr_check: Sequence[int] = (0,),
             train_subset: int | None = None, test_subset: int | None = None,

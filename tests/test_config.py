@@ -108,10 +108,11 @@ def test_valid_corner_cases():
 
 def test_shallow_grid_defaults_are_the_paper_settings():
     configs = grids.shallow()
-    assert len(configs) == 3 * (4 + 2) + 1   # seeds x (BN: vanilla+3β, no BN: 2) + lr check
+    assert len(configs) == 3 * (4 + 3) + 1   # seeds x (BN: vanilla+3β, no BN: vanilla+2β) + lr check
     assert len({c.key for c in configs}) == len(configs)
     spec = [c for c in configs if c.regularizer == "spectral"]
     assert {c.beta for c in spec if c.batch_norm} == {1.0, 2.0, 5.0}
+    assert {c.beta for c in spec if not c.batch_norm} == {2.0, 5.0}
     main = configs[:-1]
     for c in main:  # the authors' §4.1 code: Adam (amsgrad) lr 1e-3; batch 1.5 x width
         assert (c.hidden, c.activation, c.optimizer, c.lr, c.batch_size, c.epochs) == (
