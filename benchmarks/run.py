@@ -170,7 +170,10 @@ def format_table(results: dict) -> str:
         lines.append(f"(bf16 not timed: this CPU has no AVX512-BF16/AMX, bf16 is emulated; "
                      f"gemm_gflops_bf16 is a {results['gemm_start_end'][0]['gemm_bf16_size']}³ product)")
     lines += ["", "times on this machine (s, medians):"]
-    fmt = lambda v, spec=".3f": "n/a" if v is None else format(v, spec)  # noqa: E731
+
+    def fmt(value: float | None, spec: str = ".3f") -> str:
+        return "n/a" if value is None else format(value, spec)
+
     for name in ("shallow", "mlp3x1000", "cnn"):
         s = d[f"{name}_step"]
         lines.append(f"  {name:10s} step  library fp32 {s['step_seconds_library_fp32']:.3f}  "
