@@ -58,6 +58,11 @@ def gemm_gflops(repeats: int = 9, bf16_size: int = GEMM_SIZE) -> dict[str, float
             "gemm_bf16_size": bf16_size}
 
 
+def _precisions(bf16: bool) -> tuple[str, ...]:
+    """The precisions to time: fp32 always, bf16 only when asked."""
+    return ("fp32", "bf16") if bf16 else ("fp32",)
+
+
 def _penalty_agreement(model, regs, loop_regs, xb) -> tuple[float, float]:
     """Largest relative difference between library and loop penalties on the same batch.
 
@@ -153,7 +158,7 @@ def epoch_figures(config: RunConfig, data: tuple[torch.Tensor, ...], repeats: in
         train(build(c), c, xs, ys, x_te, y_te, progress=False)
 
     warm = max(2 * config.batch_size, 6000)
-    precisions = ("fp32", "bf16") if bf16 else ("fp32",)
+    precisions = _precisions(bf16)
     for p in precisions:
         epoch(p, warm)
     gemm = gemm_callables()
@@ -179,7 +184,7 @@ def refresh_figures(config: RunConfig, x_tr: torch.Tensor, repeats: int = 2, bf1
     """The per-epoch refresh alone (forward over the training set, covariance, eigh)."""
     model = build(config)
     regs = make_regularizers(config)
-    precisions = ("fp32", "bf16") if bf16 else ("fp32",)
+    precisions = _precisions(bf16)
     t = interleaved_medians({p: (lambda p=p: refresh_eigenvectors(model, regs, x_tr, p))
                              for p in precisions}, repeats, warmup=0)
     return {"refresh_seconds_fp32": t["fp32"], "refresh_seconds_bf16": t.get("bf16")}

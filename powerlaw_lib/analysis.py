@@ -88,9 +88,14 @@ def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
     return Comparison(diff, se, bool(diff > 2 * se) if se > 0 else bool(diff > 0))
 
 
+def seed_curve_means(results: Sequence[Result], curve: str) -> np.ndarray:
+    """[n_seeds] accuracy of each seed averaged over the curve's grid (area / width)."""
+    return curve_matrix(results, curve).mean(axis=1)
+
+
 def mean_curve_accuracy(results: Sequence[Result], curve: str) -> float:
     """Accuracy averaged over the curve's grid and the seeds (area under the curve / width)."""
-    return float(curve_matrix(results, curve).mean())
+    return float(seed_curve_means(results, curve).mean())
 
 
 def best_by(groups: dict[str, list[Result]], score: Callable[[list[Result]], float],

@@ -64,6 +64,12 @@ def _is_template(relative: Path) -> bool:
     return relative.parts[0] in ("_static", "_sources")
 
 
+def reader_pages(html_dir: Path) -> list[Path]:
+    """The HTML pages of a built book that a reader opens (theme templates left out), sorted."""
+    html_dir = Path(html_dir)
+    return sorted(p for p in html_dir.rglob("*.html") if not _is_template(p.relative_to(html_dir)))
+
+
 def page_resources(html: str) -> list[str]:
     """URLs that an HTML page loads by itself when opened."""
     parser = _ResourceParser()
@@ -82,8 +88,7 @@ def offline_problems(html_dir: Path) -> list[str]:
     """
     html_dir = Path(html_dir)
     problems: list[str] = []
-    pages = [p for p in html_dir.rglob("*.html") if not _is_template(p.relative_to(html_dir))]
-    files = sorted(pages) + sorted(html_dir.rglob("*.css"))
+    files = reader_pages(html_dir) + sorted(html_dir.rglob("*.css"))
     for path in files:
         text = path.read_text(encoding="utf-8", errors="replace")
         urls = page_resources(text) if path.suffix == ".html" else CSS_URL.findall(text)

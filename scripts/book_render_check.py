@@ -12,6 +12,8 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+from book_offline import reader_pages
+
 #: A table delimiter row as it survives in paragraph text: |---| or |—|, with optional colons.
 DELIMITER_ROW = re.compile(r"\|\s*:?(?:-{3,}|—+|–+):?\s*\|")
 
@@ -45,9 +47,7 @@ def unrendered_tables(html_dir: Path) -> list[str]:
     """``"<page>: raw Markdown table: <start of the text>"`` for each paragraph that holds one."""
     html_dir = Path(html_dir)
     problems = []
-    for path in sorted(html_dir.rglob("*.html")):
-        if path.relative_to(html_dir).parts[0] in ("_static", "_sources"):
-            continue
+    for path in reader_pages(html_dir):
         parser = _ParagraphText()
         parser.feed(path.read_text(encoding="utf-8", errors="replace"))
         for text in parser.paragraphs:
