@@ -75,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     from .experiments import run_grid
 
     if args.order == "method":
-        from .analysis import method_key
+        def method(c):  # every field but the seed
+            return c.replace(seed=0).key
 
         first = {}
         for c in configs:
-            first.setdefault((c.batch_norm, method_key(c)), len(first))
-        missing = sorted(missing, key=lambda c: (first[(c.batch_norm, method_key(c))], c.seed))
+            first.setdefault(method(c), len(first))
+        missing = sorted(missing, key=lambda c: (first[method(c)], c.seed))
     todo = missing[: args.limit] if args.limit else missing
     run_grid(todo, store, executor=args.dask)
     print(f"{args.grid}: {len(todo)} run(s) finished; "

@@ -55,6 +55,7 @@ class RunConfig:
     regularizer: str = "none"              # "none" | "spectral" | "slope" | "slope-mse" | "jacobian"
     reg_layers: tuple[int, ...] = ()       # 1-based hidden layers regularized (spectral, slope*)
     alpha: float = 1.0                     # target exponent: γ_n ∝ n^-α
+    layer_alphas: tuple[float, ...] = ()   # spectral: one α per entry of reg_layers (overrides α)
     tau: int = 10                          # first regularized rank (Nassar eq. 2)
     beta: float = 1.0                      # penalty weight (β; β_j for "jacobian")
     slope_ranks: tuple[int, int] = (6, 50)  # ranks of the Gerum et al. slope fit
@@ -76,7 +77,9 @@ class RunConfig:
     strength_eps: tuple[float, ...] = (0.05, 0.1)  # attack-strength check: PGD with restarts ...
     strength_restarts: int = 5             # ... this many restarts (first from x, others random)
     strength_steps: int = 100              # ... of this many steps each
-    strength_subset: int | None = 500      # ... on the first images of the PGD subset
+    strength_subset: int | None = 500      # ... on this many images of the PGD subset
+    strength_sampling: str = "random"      # ... "random": a fixed random sample of it;
+                                           #     "first": its first images (results before 0.2)
     sensitivity_top: int = 8               # maps dλ_n/dx for n = 1..sensitivity_top (last layer)
     sensitivity_images: int = 2            # test images per map
 
@@ -87,8 +90,18 @@ class RunConfig:
 
     # --- identity ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict (tuples become lists)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in fields(self)}
+        """Plain JSON-ready dict (tuples become lists).
+
+        A field added after results were first stored is left out while it holds the value
+        those results implicitly had (`LEGACY_VALUES`), so their keys stay valid.
+        """
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in LEGACY_VALUES and value == LEGACY_VALUES[f.name]:
+                continue
+            out[f.name] = _jsonable(value)
+        return out
 
     def canonical_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -98,12 +111,22 @@ class RunConfig:
         """16 hex digits of the SHA-256 of the canonical JSON: the run's identity."""
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
 
+    def training_dict(self) -> dict[str, Any]:
+        """`to_dict` without the evaluation fields: what determines the trained weights."""
+        return {k: v for k, v in self.to_dict().items() if k not in EVALUATION_FIELDS}
+
+    @property
+    def training_key(self) -> str:
+        """16 hex digits identifying the trained model (the run's key minus evaluation)."""
+        text = json.dumps(self.training_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "RunConfig":
         unknown = set(d) - {f.name for f in fields(cls)}
         if unknown:
             raise ValueError(f"RunConfig: unknown field(s) {sorted(unknown)}")
-        return cls(**d)
+        return cls(**{**LEGACY_VALUES, **d})
 
     def replace(self, **changes: Any) -> "RunConfig":
         return dataclasses.replace(self, **changes)
@@ -135,6 +158,12 @@ class RunConfig:
         return self.reg_layers if self.regularizer in ("spectral", "slope", "slope-mse") else ()
 
     @property
+    def alphas(self) -> dict[int, float]:
+        """Target exponent of each regularized layer: `layer_alphas` when given, else α."""
+        layers = self.regularized_layers
+        return dict(zip(layers, self.layer_alphas or (self.alpha,) * len(layers)))
+
+    @property
     def label(self) -> str:
         """Short human-readable description, e.g. 'mlp2000-bn spectral β=2 seed 0'."""
         arch = "cnn" if self.arch == "cnn" else "mlp" + "x".join(map(str, self.hidden))
@@ -142,13 +171,27 @@ class RunConfig:
         arch += f"-wh{self.whiten_after}" if self.whiten_after else ""
         reg = "vanilla" if self.regularizer == "none" else f"{self.regularizer} β={self.beta:g}"
         if self.regularizer in ("spectral", "slope", "slope-mse"):
-            reg += f" α={self.alpha:g} layers={list(self.reg_layers)}"
+            alpha = ",".join(f"{a:g}" for a in self.layer_alphas) if self.layer_alphas \
+                else f"{self.alpha:g}"
+            reg += f" α={alpha} layers={list(self.reg_layers)}"
         return f"{self.dataset} {arch} {reg} seed {self.seed}"
 
 
 # ------------------------------------------------------------------------------------------
+#: Fields added after results were first stored, with the value those results implicitly
+#: had. `to_dict` omits a field holding its legacy value and `from_dict` fills it in, so a
+#: stored result keeps its key; any other value enters the key as usual.
+LEGACY_VALUES: dict[str, Any] = {"strength_sampling": "first", "layer_alphas": ()}
+STRENGTH_SAMPLINGS = ("random", "first")
+#: Fields that say how a trained model is evaluated, not how it is trained. `test_subset`
+#: is one: it changes the per-epoch test accuracy recorded in the history, not the weights.
+EVALUATION_FIELDS = frozenset({
+    "test_subset", "fgsm_eps", "pgd_eps", "pgd_steps", "pgd_step_size", "pgd_subset",
+    "noise_sigma", "strength_eps", "strength_restarts", "strength_steps", "strength_subset",
+    "strength_sampling", "sensitivity_top", "sensitivity_images"})
+
 _FLOAT_FIELDS = ("alpha", "beta", "lr", "pgd_step_size")
-_FLOAT_TUPLES = ("fgsm_eps", "pgd_eps", "noise_sigma", "strength_eps")
+_FLOAT_TUPLES = ("fgsm_eps", "pgd_eps", "noise_sigma", "strength_eps", "layer_alphas")
 _INT_TUPLES = ("hidden", "reg_layers", "slope_ranks")
 
 
@@ -222,6 +265,11 @@ def _validate(c: RunConfig) -> None:
         _check(c.reg_layers == (), "reg_layers", f"() when regularizer={c.regularizer!r}",
                c.reg_layers)
     _check(c.alpha > 0, "alpha", "alpha > 0", c.alpha)
+    _check(c.layer_alphas == () or (c.regularizer == "spectral"
+                                    and len(c.layer_alphas) == len(c.reg_layers)
+                                    and all(a > 0 for a in c.layer_alphas)), "layer_alphas",
+           "() or, for regularizer='spectral', one α > 0 per entry of reg_layers",
+           c.layer_alphas)
     _check(c.beta >= 0, "beta", "beta >= 0", c.beta)
     widths = c.hidden_widths
     reg_widths = [widths[l - 1] for l in c.regularized_layers]
@@ -256,6 +304,8 @@ def _validate(c: RunConfig) -> None:
     _check(0 < c.pgd_step_size <= 1, "pgd_step_size", "0 < step <= 1", c.pgd_step_size)
     _check(_is_int(c.strength_restarts) and c.strength_restarts >= 1, "strength_restarts",
            "an integer >= 1", c.strength_restarts)
+    _check(c.strength_sampling in STRENGTH_SAMPLINGS, "strength_sampling",
+           f"one of {STRENGTH_SAMPLINGS}", c.strength_sampling)
     _check(_is_int(c.strength_steps) and c.strength_steps >= 1, "strength_steps",
            "an integer >= 1", c.strength_steps)
     _check(_is_int(c.sensitivity_top) and 0 <= c.sensitivity_top <= widths[-1],

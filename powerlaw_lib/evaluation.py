@@ -26,6 +26,8 @@ FIT_RANKS = (11, 500)
 #: The PGD subset is drawn with this seed for every run, so all runs see the same images.
 PGD_SUBSET_SEED = 0
 NOISE_SEED = 0
+#: Seed of the attack-strength check's random sample of the PGD subset.
+STRENGTH_SUBSET_SEED = 1
 SENSITIVITY_BATCH = 2000
 
 
@@ -72,7 +74,9 @@ def attack_strength_check(model: nn.Module, config: RunConfig, x: torch.Tensor, 
                           chunk: int, ra) -> dict[str, float]:
     """Is robustness an artefact of a weak attack (gradient masking)? Madry et al. 2018.
 
-    On the first `config.strength_subset` images of the PGD subset, at each ε of
+    On `config.strength_subset` images of the PGD subset (`strength_sampling="random"`: a
+    fixed random sample, the same for every run; "first": its first images, which, the
+    subset's indices being sorted, are the lowest test indices), at each ε of
     `config.strength_eps`: accuracy under the run's PGD (`pgd_steps` steps, no random start)
     and under PGD with `strength_restarts` restarts of `strength_steps` steps (the first
     from x, the others from random points of the ball; an image counts as broken if any
@@ -82,7 +86,10 @@ def attack_strength_check(model: nn.Module, config: RunConfig, x: torch.Tensor, 
     if not config.strength_eps:
         return {}
     n = min(config.strength_subset or len(x), len(x))
-    x, y = x[:n], y[:n]
+    if config.strength_sampling == "random" and n < len(x):
+        x, y = subset(x, y, n, seed=STRENGTH_SUBSET_SEED)
+    else:
+        x, y = x[:n], y[:n]
     base = ra(model, x, y, "pgd", config.strength_eps, batch_size=chunk,
               steps=config.pgd_steps, step_size=config.pgd_step_size)
     out: dict[str, float] = {}

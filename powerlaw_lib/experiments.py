@@ -23,6 +23,7 @@ from . import __version__
 from .config import RunConfig
 from .data import load, subset
 from .evaluation import evaluate
+from .model_cache import ModelCache
 from .models import build_model
 from .store import Result, ResultStore
 from .training import train
@@ -102,6 +103,7 @@ def run(config: RunConfig, store: ResultStore | str | os.PathLike, *, progress: 
     if len(history) < config.epochs:
         return None
     t1 = time.perf_counter()
+    ModelCache(store.models_path).save(config, model, history)
     torch.manual_seed(config.seed)
     ev = evaluate(model, config, x_te, y_te)
     t2 = time.perf_counter()

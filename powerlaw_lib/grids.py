@@ -48,7 +48,8 @@ def shallow(seeds: Sequence[int] = (0, 1, 2), epochs: int = 50,
                      optimizer=optimizer, lr=lr, batch_size=batch_size, epochs=epochs,
                      train_subset=train_subset, test_subset=test_subset,
                      pgd_subset=pgd_subset, precision=precision, fgsm_eps=tuple(eps_grid),
-                     pgd_eps=tuple(eps_grid), noise_sigma=tuple(noise_grid))
+                     pgd_eps=tuple(eps_grid), noise_sigma=tuple(noise_grid),
+                     strength_sampling="first")
     configs = []
     for seed in _seeds(seeds):
         for bn, bs in ((True, tuple(betas)), (False, tuple(no_bn_betas))):
@@ -63,5 +64,98 @@ def shallow(seeds: Sequence[int] = (0, 1, 2), epochs: int = 50,
     return configs
 
 
+#: The deep chapter's SpecReg variants with a β chosen from `selection_betas` (see `deep`).
+DEEP_SPECREG_VARIANTS = ("specreg-last", "specreg-last-wh", "specreg-all")
+#: β chosen for each "arch/variant" by `analysis.select_beta` from the stored seed-0
+#: selection runs; a variant without an entry has only its selection runs in the grid.
+DEEP_CHOSEN_BETAS: dict[str, float] = {}
+
+
+def deep_variant(config: RunConfig) -> str:
+    """Name of the deep chapter's variant that `config` belongs to (seed and β excluded)."""
+    wh = "-wh" if config.whiten_after else ""
+    if config.regularizer == "none":
+        return "vanilla" + wh
+    if config.regularizer == "jacobian":
+        return "jacobian" + wh
+    depth = len(config.hidden_widths)
+    if config.regularizer == "spectral" and config.reg_layers == (depth,):
+        return "specreg-last" + wh
+    if config.regularizer == "spectral" and config.reg_layers == tuple(range(1, depth + 1)):
+        return ("specreg-all-decreasing" if config.layer_alphas else "specreg-all") + wh
+    raise ValueError(f"{config.label} is not a variant of the deep chapter")
+
+
+def deep(seeds: Sequence[int] = (0, 1, 2), archs: Sequence[str] = ("mlp", "cnn"),
+         mlp_epochs: int = 100, cnn_epochs: int = 100,
+         selection_betas: Sequence[float] = (1.0, 2.0, 5.0), selection_seed: int = 0,
+         chosen_betas: dict[str, float] | None = None, jacobian_beta: float = 0.01,
+         decreasing_alphas: Sequence[float] = (2.0, 1.5, 1.0), lr: float = 1e-4,
+         optimizer: str = "amsgrad", mlp_batch_size: int = 1500, cnn_batch_size: int = 6000,
+         train_subset: int | None = None, test_subset: int | None = None,
+         pgd_subset: int | None = 2000, strength_subset: int | None = 500,
+         eps_grid: Sequence[float] = EPS_GRID, noise_grid: Sequence[float] = NOISE_GRID,
+         ) -> list[RunConfig]:
+    """Nassar et al. 2020, §4.2-4.3: the 784-1000-1000-1000-10 MLP and the CNN on MNIST.
+
+    tanh, no batch norm. Per architecture and seed: vanilla; vanilla with whitening after the
+    2nd hidden layer (MLP) or the flattened last conv output (CNN); the Jacobian penalty
+    (β_j = `jacobian_beta`, Hoffman et al. 2019); and the SpecReg variants
+    `DEEP_SPECREG_VARIANTS` (α = 1, τ = 10): last hidden layer, last hidden layer with
+    whitening, every hidden layer.
+
+    β of each SpecReg variant: one run per β of `selection_betas` on `selection_seed`
+    (the selection runs), then every seed at the β that `chosen_betas["arch/variant"]`
+    names (`None`: `DEEP_CHOSEN_BETAS`, the β that `analysis.select_beta` picks from the
+    stored selection runs). Beyond the paper, for the MLP, all-layer SpecReg with α
+    decreasing over depth (`decreasing_alphas`, one per hidden layer) at the β chosen for
+    "mlp/specreg-all"; `decreasing_alphas=()` leaves it out.
+    """
+    chosen = dict(DEEP_CHOSEN_BETAS if chosen_betas is None else chosen_betas)
+    unknown = set(chosen) - {f"{a}/{v}" for a in ("mlp", "cnn") for v in DEEP_SPECREG_VARIANTS}
+    if unknown:
+        raise ValueError(f"chosen_betas: unknown variant(s) {sorted(unknown)}; allowed "
+                         f"'mlp/<variant>' or 'cnn/<variant>' with <variant> one of "
+                         f"{DEEP_SPECREG_VARIANTS}")
+    if not set(archs) <= {"mlp", "cnn"} or not archs:
+        raise ValueError(f"archs must be a non-empty subset of ('mlp', 'cnn'), got {archs!r}")
+    seeds = _seeds(seeds)
+    configs: list[RunConfig] = []
+    for arch in archs:
+        depth = 3
+        base = RunConfig(dataset="mnist", arch=arch, activation="tanh", batch_norm=False,
+                         hidden=(1000, 1000, 1000) if arch == "mlp" else (1000,),
+                         optimizer=optimizer, lr=lr,
+                         batch_size=mlp_batch_size if arch == "mlp" else cnn_batch_size,
+                         epochs=mlp_epochs if arch == "mlp" else cnn_epochs,
+                         train_subset=train_subset, test_subset=test_subset,
+                         pgd_subset=pgd_subset, strength_subset=strength_subset,
+                         fgsm_eps=tuple(eps_grid), pgd_eps=tuple(eps_grid),
+                         noise_sigma=tuple(noise_grid))
+        wh = {"whiten_after": 2}
+        last = {"regularizer": "spectral", "reg_layers": (depth,), "alpha": 1.0, "tau": 10}
+        every = {**last, "reg_layers": tuple(range(1, depth + 1))}
+        specreg = {"specreg-last": last, "specreg-last-wh": {**last, **wh},
+                   "specreg-all": every}
+        def specreg_runs(variant: str) -> list[RunConfig]:
+            beta = chosen.get(f"{arch}/{variant}")
+            runs = {(selection_seed, float(b)) for b in selection_betas}
+            if beta is not None:
+                runs |= {(s, float(beta)) for s in seeds}
+            return [base.replace(seed=s, beta=b, **specreg[variant]) for s, b in sorted(runs)]
+
+        configs += [base.replace(seed=s) for s in seeds]
+        configs += specreg_runs("specreg-last") + specreg_runs("specreg-all")
+        configs += [base.replace(seed=s, regularizer="jacobian", beta=jacobian_beta)
+                    for s in seeds]
+        configs += [base.replace(seed=s, **wh) for s in seeds]
+        configs += specreg_runs("specreg-last-wh")
+        beta_all = chosen.get(f"{arch}/specreg-all")
+        if arch == "mlp" and decreasing_alphas and beta_all is not None:
+            configs += [base.replace(seed=s, beta=float(beta_all), **every,
+                                     layer_alphas=tuple(decreasing_alphas)) for s in seeds]
+    return configs
+
+
 #: Every chapter's grid, by chapter name (used by the command line).
-CHAPTER_GRIDS = {"shallow": shallow}
+CHAPTER_GRIDS = {"shallow": shallow, "deep": deep}

@@ -74,8 +74,11 @@ class ResultStore:
     >>> [r.metrics for r in store]    # every stored result
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, models: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
+        #: Folder of the model cache (`model_cache.ModelCache`): `models`, or a `models`
+        #: folder beside the results folder (``data/results`` -> ``data/models``).
+        self.models_path = Path(models) if models is not None else self.path.parent / "models"
 
     # --- paths ------------------------------------------------------------------------------
     def result_path(self, config: RunConfig) -> Path:

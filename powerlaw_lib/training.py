@@ -48,8 +48,8 @@ def make_regularizers(config: RunConfig) -> dict[int, Callable]:
     """Layer index (1-based) -> penalty callable taking that layer's batch activations [B, N]."""
     kind = config.regularizer
     if kind == "spectral":
-        return {l: SpectralRegularizer(config.alpha, config.tau, config.beta)
-                for l in config.reg_layers}
+        return {l: SpectralRegularizer(alpha, config.tau, config.beta)
+                for l, alpha in config.alphas.items()}
     if kind in ("slope", "slope-mse"):
         mode = "abs" if kind == "slope" else "mse"
         return {l: SlopeRegularizer(config.alpha, config.beta, ranks=config.slope_ranks, mode=mode)
