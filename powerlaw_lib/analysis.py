@@ -98,6 +98,20 @@ def mean_curve_accuracy(results: Sequence[Result], curve: str) -> float:
     return float(seed_curve_means(results, curve).mean())
 
 
+def select_beta(accuracy_by_beta: dict[float, float], reference_accuracy: float,
+                tolerance: float = 0.01) -> float:
+    """β-selection rule of the deep chapter, fixed before any robustness number is seen.
+
+    The largest β whose clean accuracy (one selection seed) is within `tolerance` (a
+    fraction: 0.01 = 1 point) of the unregularized network's on the same seed; the
+    smallest β when none is. Robustness never enters the choice.
+    """
+    if not accuracy_by_beta:
+        raise ValueError("accuracy_by_beta must hold at least one β")
+    within = [b for b, acc in accuracy_by_beta.items() if acc >= reference_accuracy - tolerance]
+    return float(max(within)) if within else float(min(accuracy_by_beta))
+
+
 def best_by(groups: dict[str, list[Result]], score: Callable[[list[Result]], float],
             among: Callable[[str], bool] = lambda k: True) -> str:
     """The method key with the highest `score` among the keys passing `among`."""

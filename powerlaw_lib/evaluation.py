@@ -31,8 +31,9 @@ STRENGTH_SUBSET_SEED = 1
 SENSITIVITY_BATCH = 2000
 
 
-def has_whitening(model: nn.Module) -> bool:
-    return any(isinstance(m, Whitening) for m in model.modules())
+def has_batch_coupling(model: nn.Module) -> bool:
+    """True when evaluation mode still couples the images of a batch (unfrozen whitening)."""
+    return any(isinstance(m, Whitening) and not bool(m.is_frozen) for m in model.modules())
 
 
 def spectrum_metrics(eigenvalues: np.ndarray, prefix: str) -> dict[str, float]:
@@ -128,10 +129,10 @@ def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: 
             last_vecs = vecs.float()
     del hs
     # --- attacks ---------------------------------------------------------------------------
-    # A whitening layer couples the images of a batch: attack whole fixed batches (naive path).
-    whitened = has_whitening(model)
+    # Frozen whitening (see training.freeze_whitening) is per-sample: the fast path is exact.
+    # Unfrozen whitening couples the images of a batch: attack whole fixed batches (naive).
     chunk = max(2000, config.batch_size)
-    ra = robust_accuracy_naive if whitened else robust_accuracy
+    ra = robust_accuracy_naive if has_batch_coupling(model) else robust_accuracy
     curves: dict[str, list[float]] = {}
     curves["fgsm"] = ra(model, x_test, y_test, "fgsm", config.fgsm_eps, batch_size=chunk).tolist()
     x_pgd, y_pgd = subset(x_test, y_test, config.pgd_subset, seed=PGD_SUBSET_SEED) \

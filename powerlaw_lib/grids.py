@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from .analysis import select_beta
 from .config import EPS_GRID, NOISE_GRID, RunConfig
+from .store import ResultStore
 
 
 def _seeds(seeds: Sequence[int]) -> tuple[int, ...]:
@@ -155,6 +157,35 @@ def deep(seeds: Sequence[int] = (0, 1, 2), archs: Sequence[str] = ("mlp", "cnn")
             configs += [base.replace(seed=s, beta=float(beta_all), **every,
                                      layer_alphas=tuple(decreasing_alphas)) for s in seeds]
     return configs
+
+
+def deep_beta_selection(store: ResultStore, tolerance: float = 0.01, **grid_params
+                        ) -> dict[str, dict]:
+    """The β-selection table of the deep chapter, from the stored seed-0 selection runs.
+
+    For each "arch/variant" of `DEEP_SPECREG_VARIANTS` whose selection runs and whose
+    reference (vanilla, or vanilla with whitening for the whitened variant) are all stored:
+    ``{"accuracy": {β: clean accuracy}, "reference": accuracy, "beta": chosen β}`` with
+    the β of `analysis.select_beta`. Variants with a missing run are left out.
+    `grid_params` are `deep`'s parameters (chosen_betas is ignored).
+    """
+    grid_params = {**grid_params, "chosen_betas": {}}
+    configs = deep(**grid_params)
+    sel_seed = grid_params.get("selection_seed", 0)
+    table: dict[str, dict] = {}
+    for arch in grid_params.get("archs", ("mlp", "cnn")):
+        runs = [c for c in configs if c.arch == arch and c.seed == sel_seed]
+        for variant in DEEP_SPECREG_VARIANTS:
+            reference = "vanilla-wh" if variant.endswith("-wh") else "vanilla"
+            ref = [store.get(c) for c in runs if deep_variant(c) == reference]
+            sel = [store.get(c) for c in runs if deep_variant(c) == variant]
+            if not sel or None in sel or None in ref:
+                continue
+            acc = {r.config.beta: r.metrics["clean_accuracy"] for r in sel}
+            ref_acc = ref[0].metrics["clean_accuracy"]
+            table[f"{arch}/{variant}"] = {"accuracy": acc, "reference": ref_acc,
+                                          "beta": select_beta(acc, ref_acc, tolerance)}
+    return table
 
 
 #: Every chapter's grid, by chapter name (used by the command line).

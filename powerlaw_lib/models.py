@@ -65,9 +65,13 @@ class Whitening(nn.Module):
     divided by B − 1, so the output has (up to eps) identity batch covariance: a flat
     spectrum. Gradients flow through the mean, the covariance and the Cholesky factor.
 
-    The paper whitens every batch with that batch's own statistics; there are no running
-    estimates, so evaluation mode uses the batch statistics as well. Consequently every
-    batch, at training and at evaluation time, must hold more samples than ``width``.
+    In training mode every batch is whitened with its own statistics, as in the paper (so
+    a training batch must hold more samples than ``width``). Evaluation must not depend on
+    how the test set is batched, so :meth:`freeze` stores statistics of a reference set
+    (the training set, see ``training.freeze_whitening``); once frozen, evaluation mode
+    whitens every sample with them: x̃ = L_ref⁻¹(x − μ_ref), one sample at a time, exactly.
+    Before any freeze, evaluation mode falls back to the batch statistics. The frozen
+    statistics are buffers: they travel with ``state_dict`` (checkpoints, the model cache).
 
     Computation runs in float32 when the input is float16/bfloat16 (e.g. under autocast,
     which is disabled inside), otherwise in the input dtype; the output has the input dtype.
@@ -87,13 +91,40 @@ class Whitening(nn.Module):
         if not math.isfinite(eps) or eps < 0:
             raise ValueError(f"eps must be a finite number >= 0, got {eps}")
         self.eps = eps
+        self.register_buffer("frozen_mean", torch.zeros(self.width))  # [N] μ_ref
+        self.register_buffer("frozen_lower", torch.zeros(self.width, self.width))  # [N, N] L_ref
+        self.register_buffer("is_frozen", torch.zeros((), dtype=torch.bool))
 
     def extra_repr(self) -> str:
-        return f"width={self.width}, eps={self.eps}"
+        return f"width={self.width}, eps={self.eps}, frozen={bool(self.is_frozen)}"
+
+    @torch.no_grad()
+    def freeze(self, mean: torch.Tensor, cov: torch.Tensor) -> None:
+        """Whiten with these reference statistics in evaluation mode from now on.
+
+        mean ``[N]`` and covariance ``[N, N]`` (divided by n − 1) of the layer's input over a
+        reference set; eps·I is added before the Cholesky factorisation, as for a batch.
+        """
+        if mean.shape != (self.width,) or cov.shape != (self.width, self.width):
+            raise ValueError(f"freeze expects mean [{self.width}] and covariance "
+                             f"[{self.width}, {self.width}], got {tuple(mean.shape)} and "
+                             f"{tuple(cov.shape)}")
+        cov = cov.to(torch.float64)
+        cov = 0.5 * (cov + cov.mT) + self.eps * torch.eye(self.width, dtype=torch.float64)
+        self.frozen_lower.copy_(torch.linalg.cholesky(cov))
+        self.frozen_mean.copy_(mean)
+        self.is_frozen.fill_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 2 or x.shape[1] != self.width:
             raise ValueError(f"Whitening expects input of shape [B, {self.width}], got {tuple(x.shape)}")
+        if not self.training and bool(self.is_frozen):
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                lower = self.frozen_lower.to(x.dtype if x.dtype not in _LOW_PRECISION
+                                             else torch.float32)
+                centred = x.to(lower.dtype) - self.frozen_mean.to(lower.dtype)  # [B, N]
+                white = torch.linalg.solve_triangular(lower.mT, centred, upper=True, left=False)
+            return white.to(x.dtype)
         batch = x.shape[0]
         if batch <= self.width:
             raise ValueError(

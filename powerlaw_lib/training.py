@@ -5,6 +5,11 @@ regularized layer. At the start of every epoch the eigenvectors of each regulari
 covariance over the WHOLE training set are recomputed (model in eval mode, no gradient);
 within the epoch the batch eigenvalues are Rayleigh quotients on those fixed eigenvectors.
 
+Whitening layers (Nassar et al. 2020, §4.2) whiten each training batch with its own
+statistics; for evaluation (the epoch-start eigenvector refresh, test accuracy, and after
+training) they are frozen on the training set's statistics at the end of every epoch (and
+before the first), so evaluating a whitened network does not depend on the batching.
+
 Determinism: the model is initialised from `config.seed`; the batch order and the random
 projections of the Jacobian penalty come from generators seeded by (seed, epoch), so a run
 resumed from the checkpoint of epoch k is identical to one that never stopped.
@@ -25,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import RunConfig
+from .models import Whitening
 from .hardware import warn_if_bf16_emulated
 from .regularizers import JacobianRegularizer, SlopeRegularizer, SpectralRegularizer
 from .spectrum import CovarianceAccumulator
@@ -112,6 +118,46 @@ def refresh_eigenvectors(model: nn.Module, regularizers: dict[int, Callable],
         model.train(was_training)
     for l in layers:
         regularizers[l].refresh_from_covariance(accumulators.pop(l).covariance())
+
+
+def whitening_layers(model: nn.Module) -> list[Whitening]:
+    return [m for m in model.modules() if isinstance(m, Whitening)]
+
+
+def freeze_whitening(model: nn.Module, x_train: torch.Tensor, precision: str = "fp32") -> None:
+    """Freeze every `Whitening` layer on the statistics of its input over `x_train`.
+
+    The training set is pushed through the network once (eval mode, no gradient, chunks of
+    `EVAL_CHUNK` rows); a forward pre-hook streams each whitening layer's input into a
+    float64 mean and a `CovarianceAccumulator`, then `Whitening.freeze` stores them. In
+    evaluation mode the network is then a per-sample function: test accuracy, attacks and
+    spectra no longer depend on how the test set is batched. A no-op without whitening.
+    """
+    layers = whitening_layers(model)
+    if not layers:
+        return
+    stats = {id(w): [CovarianceAccumulator(w.width), torch.zeros(w.width, dtype=torch.float64)]
+             for w in layers}
+
+    def collect(module: nn.Module, inputs: tuple[torch.Tensor]) -> None:
+        acc, total = stats[id(module)]
+        acc.update(inputs[0])                                  # [chunk, N]
+        total += inputs[0].sum(dim=0, dtype=torch.float64)     # [N]
+
+    hooks = [w.register_forward_pre_hook(collect) for w in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode(), autocast(precision):
+            for i in range(0, len(x_train), EVAL_CHUNK):
+                model(x_train[i:i + EVAL_CHUNK])
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    for w in layers:
+        acc, total = stats[id(w)]
+        w.freeze((total / acc.count).float(), acc.covariance())
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32",
@@ -233,6 +279,8 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
+        if any(not bool(w.is_frozen) for w in whitening_layers(model)):
+            freeze_whitening(model, x_train, config.precision)  # before the first epoch
         refresh_eigenvectors(model, regs, x_train, config.precision)
         gen = epoch_generator(config.seed, epoch)
         order = torch.randperm(n, generator=gen)
@@ -250,6 +298,7 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
                 sums += torch.stack([loss.double(), penalty.double(),
                                      (logits.argmax(1) == yb).sum().double()])
         loss_m, pen_m, correct = (sums / torch.tensor([n_batches, n_batches, 1.0])).tolist()
+        freeze_whitening(model, x_train, config.precision)  # the epoch's final weights
         row = {"epoch": epoch + 1, "loss": loss_m, "penalty": pen_m,
                "train_accuracy": correct / (n_batches * bs),
                "test_accuracy": accuracy(model, x_test, y_test, config.precision),

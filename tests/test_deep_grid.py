@@ -1,0 +1,66 @@
+"""The deep chapter's grid (Nassar et al. 2020, §4.2-4.3) and its β-selection rule."""
+
+from pathlib import Path
+
+import pytest
+
+from powerlaw_lib import grids
+from powerlaw_lib.analysis import select_beta
+from powerlaw_lib.store import ResultStore
+
+RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
+
+
+def test_select_beta_takes_the_largest_beta_within_the_tolerance():
+    acc = {1.0: 0.980, 2.0: 0.975, 5.0: 0.960}
+    assert select_beta(acc, reference_accuracy=0.982) == 2.0
+    assert select_beta(acc, reference_accuracy=0.970) == 5.0
+    assert select_beta(acc, reference_accuracy=0.995) == 1.0  # none within: the smallest
+    assert select_beta(acc, reference_accuracy=0.982, tolerance=0.03) == 5.0
+    with pytest.raises(ValueError, match="at least one"):
+        select_beta({}, 0.9)
+
+
+def test_default_grid_holds_every_variant_and_the_selection_runs():
+    configs = grids.deep(chosen_betas={})
+    assert len({c.key for c in configs}) == len(configs)
+    by_arch = {a: [c for c in configs if c.arch == a] for a in ("mlp", "cnn")}
+    for arch, cs in by_arch.items():
+        variants = [grids.deep_variant(c) for c in cs]
+        assert variants.count("vanilla") == variants.count("vanilla-wh") == 3
+        assert variants.count("jacobian") == 3
+        for v in grids.DEEP_SPECREG_VARIANTS:  # one seed-0 run per β of {1, 2, 5}
+            sel = [c for c in cs if grids.deep_variant(c) == v]
+            assert sorted(c.beta for c in sel) == [1.0, 2.0, 5.0]
+            assert {c.seed for c in sel} == {0}
+        assert all(c.lr == 1e-4 and not c.batch_norm and c.activation == "tanh" for c in cs)
+        assert {c.batch_size for c in cs} == {1500 if arch == "mlp" else 6000}
+        assert {c.epochs for c in cs} == {100}
+        assert all(c.beta == 0.01 for c in cs if c.regularizer == "jacobian")
+        assert all(c.whiten_after == 2 for c in cs if "-wh" in grids.deep_variant(c))
+        assert all(c.strength_sampling == "random" for c in cs)
+
+
+def test_a_chosen_beta_adds_every_seed_and_the_decreasing_alpha_runs():
+    configs = grids.deep(archs=("mlp",), chosen_betas={"mlp/specreg-all": 2.0})
+    alls = [c for c in configs if grids.deep_variant(c) == "specreg-all"]
+    assert sorted((c.seed, c.beta) for c in alls) == [(0, 1.0), (0, 2.0), (0, 5.0), (1, 2.0),
+                                                      (2, 2.0)]
+    dec = [c for c in configs if grids.deep_variant(c) == "specreg-all-decreasing"]
+    assert sorted(c.seed for c in dec) == [0, 1, 2]
+    assert all(c.alphas == {1: 2.0, 2: 1.5, 3: 1.0} and c.beta == 2.0 for c in dec)
+
+
+def test_unknown_variant_or_arch_is_rejected_by_name():
+    with pytest.raises(ValueError, match="chosen_betas"):
+        grids.deep(chosen_betas={"mlp/specreg-first": 1.0})
+    with pytest.raises(ValueError, match="archs"):
+        grids.deep(archs=("resnet",))
+
+
+def test_committed_chosen_betas_follow_the_rule_on_the_stored_selection_runs():
+    """DEEP_CHOSEN_BETAS is never set by hand: it is the rule applied to stored results."""
+    table = grids.deep_beta_selection(ResultStore(RESULTS))
+    for variant, beta in grids.DEEP_CHOSEN_BETAS.items():
+        assert variant in table, f"{variant}: β chosen before its selection runs were stored"
+        assert table[variant]["beta"] == beta
