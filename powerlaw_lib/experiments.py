@@ -40,19 +40,25 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def provenance(seconds: dict[str, float]) -> dict[str, Any]:
-    """Where and with what a result was produced."""
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
-                                  text=True, timeout=10, check=True).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return None
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
 
+
+#: The library's git state when this process imported it: the code that actually runs,
+#: even if the checkout changes while a long run is under way.
+GIT_AT_IMPORT = {"git_commit": _git("rev-parse", "HEAD"),
+                 "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no",
+                                        "--", "powerlaw_lib"))}
+
+
+def provenance(seconds: dict[str, float]) -> dict[str, Any]:
+    """Where and with what a result was produced (git state as of this process's import)."""
     return {
-        "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--untracked-files=no", "--",
-                              "powerlaw_lib")),
+        **GIT_AT_IMPORT,
         "powerlaw_lib": __version__,
         "torch": torch.__version__,
         "numpy": np.__version__,
