@@ -8,6 +8,7 @@ are analytic (:mod:`benchmarks.flops`).
 from __future__ import annotations
 
 import copy
+import inspect
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ from powerlaw_lib.attacks import robust_accuracy, robust_accuracy_naive
 from powerlaw_lib.config import RunConfig
 from powerlaw_lib.data import subset
 from powerlaw_lib.experiments import build
+from powerlaw_lib.regularizers import SlopeRegularizer
 from powerlaw_lib.training import (make_optimizer, make_regularizers, refresh_eigenvectors,
                                    train, training_step)
 
@@ -24,8 +26,8 @@ from .flops import loop_step_flops, spectral_epoch_flops, spectral_step_flops
 from .reference import LoopSpectralPenalty
 from .timing import interleaved_medians
 
-__all__ = ["gemm_callables", "gemm_gflops", "step_figures", "epoch_figures", "pgd_figures",
-           "PENALTY_AGREEMENT_RTOL"]
+__all__ = ["gemm_callables", "gemm_gflops", "step_figures", "slope_step_figures", "epoch_figures",
+           "pgd_figures", "PENALTY_AGREEMENT_RTOL"]
 
 #: The loop baseline and the library must compute the same penalty to this relative tolerance.
 PENALTY_AGREEMENT_RTOL = 1e-5
@@ -137,6 +139,53 @@ def step_figures(config: RunConfig, x_ref: torch.Tensor, xb: torch.Tensor, yb: t
         "regularized_over_plain": t["library"] / t["plain"],
         "penalty_relative_difference_float64": agreement,
         "penalty_relative_difference_float32": agreement_fp32,
+    }
+
+
+def _slope_regularizers(config: RunConfig, layers: tuple[int, ...], **kwargs) -> dict[int, SlopeRegularizer]:
+    """Subspace slope penalties (α, β, ranks of `config`, mode "abs") on `layers`.
+
+    The block size is the default, or the narrowest layer's width if that is smaller
+    (only in ``--quick`` runs).
+    """
+    default = inspect.signature(SlopeRegularizer).parameters["subspace_size"].default
+    size = min([default] + [config.hidden_widths[l - 1] for l in layers])
+    return {l: SlopeRegularizer(config.alpha, config.beta, ranks=config.slope_ranks, mode="abs",
+                                method="subspace", subspace_size=size, **kwargs) for l in layers}
+
+
+def slope_step_figures(config: RunConfig, layers: tuple[int, ...], xb: torch.Tensor, yb: torch.Tensor,
+                       repeats: int = 5) -> dict[str, float]:
+    """A Gerum et al. 2022 slope-penalized training step (``method="subspace"``) vs a plain step.
+
+    `config` describes the model and optimiser (its own regularizer is ignored: batch sizes
+    below a layer's width are allowed here); the slope penalty is put on the hidden
+    `layers`. Three variants of :func:`powerlaw_lib.training.training_step` start from the
+    same weights and are timed in interleaved rounds, float32: the step with warm-started
+    subspace tracking, the same step with a cold start at every call (``restart_every=1``)
+    and an unregularized step. The warm-up round holds the first (cold) call. The
+    amortised ratio charges one cold start every ``restart_every`` calls, as in training.
+    """
+    model = build(config)
+    warm = _slope_regularizers(config, layers)
+    restart_every = next(iter(warm.values())).eigenspace.restart_every
+    variants = {}
+    for name, regs in (("slope", warm), ("slope_cold", _slope_regularizers(config, layers, restart_every=1)),
+                       ("plain", {})):
+        m = copy.deepcopy(model)
+        opt = make_optimizer(config, m)
+        variants[name] = (lambda m=m, opt=opt, r=regs: training_step(m, opt, r, xb, yb, "fp32"))
+    t = interleaved_medians(variants, repeats, warmup=1)
+    amortised = ((restart_every - 1) * t["slope"] + t["slope_cold"]) / restart_every
+    return {
+        "batch": len(xb),
+        "reg_widths": [config.hidden_widths[l - 1] for l in layers],
+        "step_seconds_slope_fp32": t["slope"],
+        "step_seconds_slope_cold_start_fp32": t["slope_cold"],
+        "step_seconds_plain_fp32": t["plain"],
+        "restart_every": restart_every,
+        "slope_over_plain_warm": t["slope"] / t["plain"],
+        "slope_over_plain": amortised / t["plain"],
     }
 
 

@@ -60,10 +60,18 @@ def main(argv: list[str] | None = None) -> int:
     store = ResultStore(args.results)
     missing = store.missing(configs)
     if args.command == "status":
+        from .costs import grid_estimate
+
         print(f"{args.grid}: {len(configs) - len(missing)}/{len(configs)} stored in {store.path}; "
               f"{len(missing)} missing")
-        for c in missing:
-            print(f"  missing {c.key}  {c.label}")
+        estimates, total, unknown = grid_estimate(missing, store)
+        for c, e in zip(missing, estimates):
+            cost = f"{e.seconds / 3600:5.2f} h ({e.source})" if e.known else "   ? h (no estimate)"
+            print(f"  missing {c.key}  {cost}  {c.label}")
+        if missing:
+            print(f"estimated CPU time of the missing runs: {total / 3600:.1f} h"
+                  + (f" + {unknown} run(s) without an estimate (run `make bench`)"
+                     if unknown else ""))
         return 0
     if args.command == "show":
         for c in configs:

@@ -29,6 +29,8 @@ DATASETS = {  # name -> (channels, height, width, n_classes)
     "fashion-mnist": (1, 28, 28, 10),
     "cifar10": (3, 32, 32, 10),
 }
+#: Training images per data set (before any `train_subset`).
+TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}
 ARCHS = ("mlp", "cnn")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 REGULARIZERS = ("none", "spectral", "slope", "slope-mse", "jacobian")
@@ -59,11 +61,13 @@ class RunConfig:
     tau: int = 10                          # first regularized rank (Nassar eq. 2)
     beta: float = 1.0                      # penalty weight (β; β_j for "jacobian")
     slope_ranks: tuple[int, int] = (6, 50)  # ranks of the Gerum et al. slope fit
+    slope_method: str = "subspace"         # batch spectrum of the slope fit: "subspace"
+                                           # (top eigenpairs, warm-started) | "exact" (eigvalsh)
     jacobian_projections: int = 1          # random projections per sample (Hoffman et al.)
     # --- optimisation ---------------------------------------------------------------------
     optimizer: str = "adam"                # "adam" | "amsgrad"
     lr: float = 1e-4
-    batch_size: int = 3000                 # >= every regularized / whitened width
+    batch_size: int = 3000                 # > every eq.-2-regularized / whitened width
     epochs: int = 50
     seed: int = 0                          # model init, batch order, projections
     precision: str = "fp32"                # "fp32" | "bf16" (autocast for network + projection)
@@ -181,7 +185,11 @@ class RunConfig:
 #: Fields added after results were first stored, with the value those results implicitly
 #: had. `to_dict` omits a field holding its legacy value and `from_dict` fills it in, so a
 #: stored result keeps its key; any other value enters the key as usual.
-LEGACY_VALUES: dict[str, Any] = {"strength_sampling": "first", "layer_alphas": ()}
+LEGACY_VALUES: dict[str, Any] = {"strength_sampling": "first", "layer_alphas": (),
+                                 "slope_method": "subspace"}
+SLOPE_METHODS = ("subspace", "exact")
+#: Eigenvectors tracked by the "subspace" slope method (regularizers.SlopeRegularizer).
+SLOPE_SUBSPACE = 128
 STRENGTH_SAMPLINGS = ("random", "first")
 #: Fields that say how a trained model is evaluated, not how it is trained. `test_subset`
 #: is one: it changes the per-epoch test accuracy recorded in the history, not the weights.
@@ -225,6 +233,11 @@ def _coerce(cfg: RunConfig) -> None:
         if not all(isinstance(x, int) and not isinstance(x, bool) for x in items):
             raise ValueError(f"RunConfig.{name} must contain integers, got {v!r}")
         _set(cfg, name, items)
+
+
+def reg_layers_of(c: RunConfig, *regularizers: str) -> tuple[int, ...]:
+    """The regularized layers of `c` when its regularizer is one of `regularizers`."""
+    return c.regularized_layers if c.regularizer in regularizers else ()
 
 
 def _check(cond: bool, name: str, allowed: str, value: Any) -> None:
@@ -280,6 +293,12 @@ def _validate(c: RunConfig) -> None:
     _check(len(lo_hi) == 2 and 1 <= lo_hi[0] < lo_hi[1] - 1
            and all(lo_hi[1] <= w for w in reg_widths), "slope_ranks",
            "(lo, hi) with 1 <= lo < hi - 1 and hi <= every regularized width", lo_hi)
+    _check(c.slope_method in SLOPE_METHODS, "slope_method", f"one of {SLOPE_METHODS}",
+           c.slope_method)
+    slope_widths = [widths[l - 1] for l in reg_layers_of(c, "slope", "slope-mse")]
+    _check(c.slope_method != "subspace" or all(w >= SLOPE_SUBSPACE for w in slope_widths),
+           "slope_method", f"'exact' for slope-regularized layers narrower than "
+           f"{SLOPE_SUBSPACE} (the eigenvectors 'subspace' tracks)", c.slope_method)
     _check(_is_int(c.jacobian_projections) and c.jacobian_projections >= 1,
            "jacobian_projections", "an integer >= 1", c.jacobian_projections)
     _check(c.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", c.optimizer)
@@ -287,10 +306,21 @@ def _validate(c: RunConfig) -> None:
     _check(_is_int(c.epochs) and c.epochs >= 1, "epochs", "an integer >= 1", c.epochs)
     _check(_is_int(c.seed) and c.seed >= 0, "seed", "an integer >= 0", c.seed)
     _check(c.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", c.precision)
-    need = max(reg_widths + ([widths[c.whiten_after - 1]] if c.whiten_after else []), default=1)
-    _check(_is_int(c.batch_size) and c.batch_size > need, "batch_size",
-           f"an integer > {need} (the widest regularized or whitened layer)"
-           if need > 1 else "an integer >= 2", c.batch_size)
+    _check(_is_int(c.batch_size) and c.batch_size >= 2, "batch_size", "an integer >= 2",
+           c.batch_size)
+    # What each method needs of the batch: eq. 2 (batch covariance of a regularized layer)
+    # and whitening (Cholesky of a whitened layer's batch covariance) a batch wider than
+    # that layer; the slope fit only a batch spectrum without zeros up to rank hi.
+    needs = [(widths[l - 1], f"the width of regularized layer {l} (eq. 2 needs a batch "
+                             "wider than the layer)") for l in reg_layers_of(c, "spectral")]
+    needs += [(c.slope_ranks[1], f"slope_ranks[1] = {c.slope_ranks[1]} (the slope fit needs "
+                                 "a batch spectrum without zeros up to that rank)")
+              for _ in reg_layers_of(c, "slope", "slope-mse")[:1]]
+    if c.whiten_after:
+        needs.append((widths[c.whiten_after - 1], f"the width of whitened layer "
+                                                  f"{c.whiten_after}"))
+    for need, why in needs:
+        _check(c.batch_size > need, "batch_size", f"an integer > {need}, {why}", c.batch_size)
     if c.train_subset is not None:
         _check(c.train_subset >= c.batch_size, "train_subset",
                f"None or >= batch_size ({c.batch_size})", c.train_subset)

@@ -6,7 +6,9 @@
   of the full-training-set covariance (:class:`ReferenceEigenbasis`, refreshed once per epoch).
 - :class:`SlopeRegularizer` -- Gerum et al. 2022: penalizes the log-log slope of the
   normalized batch spectrum over ranks lo..hi, either β·|α̂ − α| ("abs") or the mean squared
-  distance to a line of fixed slope −α ("mse").
+  distance to a line of fixed slope −α ("mse"). Its fast batch spectrum
+  (:class:`BatchEigenspace`) tracks the top eigenvectors across steps by warm-started
+  subspace iteration instead of a full eigendecomposition per step.
 - :func:`jacobian_penalty`, :class:`JacobianRegularizer` -- Hoffman et al. 2019: ½·mean of
   ‖∂logits/∂x‖²_F estimated with random projections (used in Nassar et al. 2020, §4.3).
 
@@ -33,6 +35,7 @@ from torch import nn
 from .spectrum import covariance, symmetric_eigh_float64
 
 __all__ = [
+    "BatchEigenspace",
     "JacobianRegularizer",
     "ReferenceEigenbasis",
     "SlopeRegularizer",
@@ -368,18 +371,169 @@ class SpectralRegularizer:
 # ----------------------------------------------------------------------------- slope (Gerum et al. 2022)
 
 
+def _check_count(name: str, value: object, minimum: int) -> int:
+    if not _is_int(value) or value < minimum:  # type: ignore[operator]
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def _orthogonal_iteration(centred: torch.Tensor, vectors: torch.Tensor, iters: int) -> torch.Tensor:
+    """``iters`` steps of block power iteration Q ← qr(H_cᵀ (H_c Q)), ``[N, k]``.
+
+    ``centred`` is H_c ``[B, N]``; H_cᵀ H_c = (B − 1) Σ_B is never formed (two GEMMs of
+    B·N·k per step instead of B·N² and an N×N buffer).
+    """
+    for _ in range(iters):
+        vectors = torch.linalg.qr(centred.mT @ (centred @ vectors)).Q  # [N, k], orthonormal
+    return vectors
+
+
+def _rayleigh_ritz(centred: torch.Tensor, vectors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ritz vectors ``[N, k]`` of Σ_B in span(Q) by decreasing Ritz value, and H_c times them ``[B, k]``.
+
+    The k×k eigenproblem of (H_c Q)ᵀ(H_c Q) runs in float64 (a float32 Gram matrix would
+    lose the small eigenvalues of steep spectra); the projection is rotated in float64 too.
+    """
+    projected = (centred @ vectors).to(torch.float64)  # [B, k]
+    _, rotation = torch.linalg.eigh(projected.mT @ projected)  # [k, k], ascending Ritz values
+    rotation = rotation.flip(1)  # decreasing
+    return vectors @ rotation.to(vectors.dtype), projected @ rotation
+
+
+class _RitzQuotients(torch.autograd.Function):
+    """Rayleigh quotients λ_n = ‖H_c q_n‖² / (B − 1) of constant vectors q_n ``[k]``, and trace(Σ_B).
+
+    Forward reuses the centred batch H_c ``[B, N]`` and the product P = H_c Q ``[B, k]``
+    (float64) of the Rayleigh–Ritz step, so only the backward pass costs a GEMM. For
+    upstream gradients g ``[k]`` (quotients) and t (trace):
+    ∂/∂h = 2/(B − 1) · ((P ∘ g) Qᵀ + t H_c) ``[B, N]``, restricted to the columns with g_n ≠ 0
+    (the slope fit uses ranks lo..hi only). As in :class:`_ProjectedVariance`, the centring
+    Jacobian is omitted because the columns of P and H_c sum to zero.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, centred: torch.Tensor, vectors: torch.Tensor,  # type: ignore[override]
+                projected: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = 1.0 / (h.shape[0] - 1)
+        quotients = projected.square().sum(dim=0) * scale  # [k], float64
+        flat = centred.reshape(-1)
+        total = torch.dot(flat, flat) * scale  # trace(Σ_B) = Σ_i var(h_:,i), in the dtype of H_c
+        ctx.save_for_backward(centred, vectors, projected.to(centred.dtype))
+        ctx.input_dtype = h.dtype
+        return quotients.to(centred.dtype), total
+
+    @staticmethod
+    def backward(ctx, grad_quotients: torch.Tensor, grad_total: torch.Tensor):  # type: ignore[override]
+        centred, vectors, projected = ctx.saved_tensors  # [B, N], [N, k], [B, k]
+        scale = 2.0 / (centred.shape[0] - 1)
+        used = grad_quotients.nonzero().squeeze(1)  # [m]: the fitted ranks (the others get no gradient)
+        with torch.autocast(device_type=centred.device.type, enabled=False):
+            weights = grad_quotients[used].to(centred.dtype) * scale  # [m]
+            grad_h = (projected[:, used] * weights) @ vectors[:, used].mT  # [B, N]
+            grad_h.addcmul_(centred, (grad_total * scale).to(centred.dtype))
+        return grad_h.to(ctx.input_dtype), None, None, None
+
+
+class BatchEigenspace:
+    """Top-k eigenvectors of successive batch covariances, tracked by subspace iteration.
+
+    The fast route to the batch spectrum of the Gerum et al. 2022 slope penalty
+    (``SlopeRegularizer(method="subspace")``). Each call runs, without gradient and with
+    autocast disabled, ``iters`` steps of block power iteration on the centred batch
+    H_c = h − mean ``[B, N]``, warm-started from the previous call's vectors, then a
+    Rayleigh–Ritz step (k×k eigh). A cold start from a Gaussian block (``cold_iters``
+    steps) happens on the first call, when the width changes, after a non-finite batch and
+    every ``restart_every`` calls; a change of dtype or device only casts the stored
+    vectors. The eigenvalues are
+    the Rayleigh quotients λ_n = ‖H_c q_n‖² / (B − 1) of the Ritz vectors q_n,
+    differentiable in ``h`` with Q constant: for an exactly invariant subspace they are the
+    top k eigenvalues of Σ_B and their gradients those of ``eigvalsh``.
+
+    Parameters
+    ----------
+    size : int
+        Block size k (>= 1; at most the layer width).
+    iters, cold_iters : int
+        Power-iteration steps per warm call (>= 0) and per cold start (>= 1).
+    restart_every : int
+        Calls between cold starts (>= 1).
+    seed : int
+        Seed of the generator of the cold-start blocks (same seed, same inputs → same output).
+    """
+
+    def __init__(self, size: int, iters: int = 3, cold_iters: int = 15, restart_every: int = 100,
+                 seed: int = 0) -> None:
+        self.size = _check_count("subspace_size", size, 1)
+        self.iters = _check_count("subspace_iters", iters, 0)
+        self.cold_iters = _check_count("cold_iters", cold_iters, 1)
+        self.restart_every = _check_count("restart_every", restart_every, 1)
+        self.seed = _check_count("seed", seed, 0)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the tracked vectors and reseed the generator: the next call is a cold start
+        exactly as on a new instance (e.g. at epoch starts, so a resumed run is identical)."""
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.vectors: torch.Tensor | None = None  # [N, k] Ritz vectors, decreasing Ritz value
+        self.calls = 0  # calls since the last cold start
+
+    def _start_block(self, centred: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Starting block ``[N, k]`` and iteration count: warm, or Gaussian when a cold start is due."""
+        width = centred.shape[1]
+        if self.vectors is not None and self.vectors.shape[0] == width and self.calls < self.restart_every:
+            return self.vectors.to(device=centred.device, dtype=centred.dtype), self.iters
+        self.calls = 0
+        block = torch.randn(width, self.size, generator=self.generator, dtype=torch.float64)
+        return block.to(device=centred.device, dtype=centred.dtype), self.cold_iters
+
+    def _track(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Update the Ritz vectors on ``h [B, N]``; return H_c ``[B, N]``, Q ``[N, k]``, H_c Q ``[B, k]``."""
+        with torch.no_grad(), torch.autocast(device_type=h.device.type, enabled=False):
+            x = h.detach().to(_compute_dtype(h))
+            centred = x - x.mean(dim=0, keepdim=True)  # [B, N]
+            start, iters = self._start_block(centred)
+            vectors, projected = _rayleigh_ritz(centred, _orthogonal_iteration(centred, start, iters))
+            finite = bool(torch.isfinite(vectors).all())
+            self.vectors = vectors if finite else None  # a non-finite batch forces a cold start next call
+            self.calls += 1
+        return centred, vectors, projected
+
+    def spectrum(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k eigenvalue estimates ``[k]`` (decreasing) and trace(Σ_B) of ``h [B, N]``, differentiable.
+
+        float32 (float64 for float64 ``h``); the power iteration runs in that dtype.
+        """
+        _check_batch(h)
+        if self.size > h.shape[1]:
+            raise ValueError(f"subspace_size must be <= the layer width N = {h.shape[1]}, got {self.size}")
+        quotients, total = _RitzQuotients.apply(h, *self._track(h))  # [k], scalar
+        return torch.sort(quotients, descending=True).values, total
+
+
 class SlopeRegularizer:
     """Power-law slope penalties of Gerum et al. 2022 on the batch spectrum of a layer.
 
-    The batch eigenvalues (``method="exact"``: ``eigvalsh`` of the float64 batch covariance,
-    differentiable; ``method="rayleigh"``: quotients in a refreshed reference basis as in
-    :class:`SpectralRegularizer`) are normalized to sum 1 and restricted to the 1-based
-    ranks lo..hi. With x_n = log n and y_n = log λ_n:
+    The batch eigenvalues are normalized to sum 1 and restricted to the 1-based ranks
+    lo..hi. With x_n = log n and y_n = log λ_n:
 
     - ``mode="abs"``: α̂ = −slope of the unweighted least-squares line of y on x (closed
       form), penalty β·|α̂ − α|;
     - ``mode="mse"``: penalty β·mean_n (y_n − c + α x_n)², the mean squared distance to the
       best line of fixed slope −α, intercept c = mean(y + α x).
+
+    The batch eigenvalues come from one of three methods:
+
+    - ``"subspace"`` (recommended): the top ``subspace_size`` eigenvalues, as Rayleigh
+      quotients of Ritz vectors tracked across calls by warm-started subspace iteration
+      (:class:`BatchEigenspace`), normalized by trace(Σ_B); no N×N matrix is formed. On
+      tanh MLPs trained on MNIST (widths 256 and 2000) it agreed with ``"exact"`` to float32
+      rounding in the penalty (≤ 1e-5 relative) and to ≤ 2e-3 relative (Frobenius norm) in
+      the gradient; a penalized step of the 784-2000-10 net at batch 1500 took ~1.7× a
+      plain step (``"exact"``: ~20×). Holds state: use one instance per layer.
+    - ``"exact"``: ``eigvalsh`` of the float64 batch covariance, differentiable (the
+      reference; an N×N eigendecomposition with gradient at every call).
+    - ``"rayleigh"``: quotients in a reference basis refreshed every epoch, as in
+      :class:`SpectralRegularizer` (needs :meth:`refresh`).
 
     Parameters
     ----------
@@ -392,7 +546,17 @@ class SlopeRegularizer:
     mode : str
         "abs" or "mse".
     method : str
-        "exact" or "rayleigh" (the latter needs :meth:`refresh` each epoch).
+        "subspace", "exact" or "rayleigh".
+    subspace_size : int, keyword-only
+        ``"subspace"``: number k of tracked eigenvectors, hi < k <= N (default 128).
+    subspace_iters : int, keyword-only
+        ``"subspace"``: power-iteration steps per call, warm-started (default 3).
+    restart_every : int, keyword-only
+        ``"subspace"``: calls between cold starts from a random block (default 100).
+    cold_iters : int, keyword-only
+        ``"subspace"``: power-iteration steps of a cold start (default 15).
+    seed : int, keyword-only
+        ``"subspace"``: seed of the random cold-start blocks (default 0).
     """
 
     def __init__(
@@ -402,6 +566,12 @@ class SlopeRegularizer:
         ranks: tuple[int, int] = (6, 50),
         mode: str = "abs",
         method: str = "exact",
+        *,
+        subspace_size: int = 128,
+        subspace_iters: int = 3,
+        restart_every: int = 100,
+        cold_iters: int = 15,
+        seed: int = 0,
     ) -> None:
         self.alpha = _check_positive("alpha", alpha)
         self.beta = _check_nonnegative("beta", beta)
@@ -415,22 +585,41 @@ class SlopeRegularizer:
         self.ranks = (int(ranks[0]), int(ranks[1]))
         if mode not in ("abs", "mse"):
             raise ValueError(f"mode must be 'abs' or 'mse', got {mode!r}")
-        if method not in ("exact", "rayleigh"):
-            raise ValueError(f"method must be 'exact' or 'rayleigh', got {method!r}")
+        if method not in ("subspace", "exact", "rayleigh"):
+            raise ValueError(f"method must be 'subspace', 'exact' or 'rayleigh', got {method!r}")
         self.mode = mode
         self.method = method
         self.basis = ReferenceEigenbasis() if method == "rayleigh" else None
+        self.eigenspace = None
+        if method == "subspace":
+            self.eigenspace = self._make_eigenspace(subspace_size, subspace_iters, restart_every,
+                                                    cold_iters, seed)
+
+    def _make_eigenspace(self, size: object, iters: object, restart_every: object, cold_iters: object,
+                         seed: object) -> BatchEigenspace:
+        if not _is_int(size) or size <= self.ranks[1]:  # type: ignore[operator]
+            raise ValueError(f"subspace_size must be an integer > ranks[1] = {self.ranks[1]}, got {size!r}")
+        return BatchEigenspace(size, iters, cold_iters, restart_every, seed)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
+        extra = "" if self.eigenspace is None else (
+            f", subspace_size={self.eigenspace.size}, subspace_iters={self.eigenspace.iters}, "
+            f"restart_every={self.eigenspace.restart_every}")
         return (
             f"SlopeRegularizer(alpha={self.alpha}, beta={self.beta}, ranks={self.ranks}, "
-            f"mode={self.mode!r}, method={self.method!r})"
+            f"mode={self.mode!r}, method={self.method!r}{extra})"
         )
 
     @property
     def needs_refresh(self) -> bool:
         """True for ``method="rayleigh"``, which needs a reference basis every epoch."""
         return self.basis is not None
+
+    def start_epoch(self) -> None:
+        """Called by the training loop at every epoch start: ``"subspace"`` cold-starts its
+        tracked eigenvectors, so a run resumed from an epoch checkpoint is identical."""
+        if self.eigenspace is not None:
+            self.eigenspace.reset()
 
     @property
     def is_ready(self) -> bool:
@@ -441,7 +630,7 @@ class SlopeRegularizer:
             raise ValueError(f"ranks[1] must be <= the layer width N = {width}, got ranks={self.ranks}")
 
     def refresh(self, h_full: torch.Tensor | np.ndarray, chunk_size: int = 4096) -> None:
-        """Recompute the reference basis (``method="rayleigh"``; a no-op for ``"exact"``)."""
+        """Recompute the reference basis (``method="rayleigh"``; a no-op otherwise)."""
         if self.basis is not None:
             h_full = _as_tensor(h_full)
             if h_full.ndim == 2:
@@ -449,7 +638,7 @@ class SlopeRegularizer:
             self.basis.refresh(h_full, chunk_size=chunk_size)
 
     def refresh_from_covariance(self, cov: torch.Tensor | np.ndarray) -> None:
-        """Recompute the reference basis from a covariance (a no-op for ``"exact"``)."""
+        """Recompute the reference basis from a covariance (a no-op unless ``"rayleigh"``)."""
         if self.basis is not None:
             cov = _as_tensor(cov)
             if cov.ndim == 2:
@@ -457,25 +646,40 @@ class SlopeRegularizer:
             self.basis.refresh_from_covariance(cov)
 
     def batch_spectrum(self, h: torch.Tensor) -> torch.Tensor:
-        """Decreasing batch eigenvalues ``[N]`` of ``h [B, N]`` (float32, float64 for float64 ``h``)."""
+        """Decreasing batch eigenvalues of ``h [B, N]`` (float32, float64 for float64 ``h``).
+
+        ``[N]``, or the top ``[subspace_size]`` for ``method="subspace"`` (which also
+        advances its tracked eigenvectors).
+        """
+        return self._spectrum_and_total(h)[0]
+
+    def _check_batch_size(self, batch: int) -> None:
+        if batch <= self.ranks[1]:
+            raise ValueError(
+                f"batch size must exceed ranks[1] = {self.ranks[1]} so the batch spectrum has no exact zeros "
+                f"in the fitted range, got batch size {batch}"
+            )
+
+    def _spectrum_and_total(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decreasing batch spectrum and the sum of all N batch eigenvalues (checks ``h`` first)."""
         _check_batch(h)
         self._check_width(h.shape[1])
         if self.basis is not None:
-            return self.basis.rayleigh_quotients(h)
-        if h.shape[0] <= self.ranks[1]:
-            raise ValueError(
-                f"batch size must exceed ranks[1] = {self.ranks[1]} so the batch spectrum has no exact zeros "
-                f"in the fitted range, got batch size {h.shape[0]}"
-            )
+            spectrum = self.basis.rayleigh_quotients(h)  # [N]
+            return spectrum, spectrum.sum()
+        self._check_batch_size(h.shape[0])
+        if self.eigenspace is not None:
+            return self.eigenspace.spectrum(h)  # [k], trace(Σ_B)
         eigenvalues = torch.linalg.eigvalsh(batch_covariance(h)).flip(0)  # [N] float64, decreasing
-        return eigenvalues.to(_compute_dtype(h))
+        eigenvalues = eigenvalues.to(_compute_dtype(h))
+        return eigenvalues, eigenvalues.sum()
 
     def _log_spectrum(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x = log n, y = log λ_n of the normalized spectrum over the rank range."""
-        spectrum = self.batch_spectrum(h)
-        dtype = spectrum.dtype
+        spectrum, total = self._spectrum_and_total(h)
+        normalized = spectrum / total  # sums to 1 over all N eigenvalues
+        dtype = normalized.dtype
         lo, hi = self.ranks
-        normalized = spectrum / spectrum.sum()
         y = normalized[lo - 1 : hi].clamp_min(torch.finfo(dtype).tiny).log()  # [hi − lo + 1]
         x = torch.arange(lo, hi + 1, dtype=dtype, device=h.device).log()
         return x, y

@@ -31,7 +31,7 @@ from torch import nn
 
 from .config import RunConfig
 from .models import Whitening
-from .hardware import warn_if_bf16_emulated
+from .hardware import keep_freed_memory, warn_if_bf16_emulated
 from .regularizers import JacobianRegularizer, SlopeRegularizer, SpectralRegularizer
 from .spectrum import CovarianceAccumulator
 
@@ -58,7 +58,8 @@ def make_regularizers(config: RunConfig) -> dict[int, Callable]:
                 for l, alpha in config.alphas.items()}
     if kind in ("slope", "slope-mse"):
         mode = "abs" if kind == "slope" else "mse"
-        return {l: SlopeRegularizer(config.alpha, config.beta, ranks=config.slope_ranks, mode=mode)
+        return {l: SlopeRegularizer(config.alpha, config.beta, ranks=config.slope_ranks, mode=mode,
+                                    method=config.slope_method, seed=l)
                 for l in config.reg_layers}
     return {}
 
@@ -124,12 +125,17 @@ def whitening_layers(model: nn.Module) -> list[Whitening]:
     return [m for m in model.modules() if isinstance(m, Whitening)]
 
 
+class _InputsCollected(Exception):
+    """Ends a forward pass once the last whitening layer's input has been recorded."""
+
+
 def freeze_whitening(model: nn.Module, x_train: torch.Tensor, precision: str = "fp32") -> None:
     """Freeze every `Whitening` layer on the statistics of its input over `x_train`.
 
-    The training set is pushed through the network once (eval mode, no gradient, chunks of
-    `EVAL_CHUNK` rows); a forward pre-hook streams each whitening layer's input into a
-    float64 mean and a `CovarianceAccumulator`, then `Whitening.freeze` stores them. In
+    The training set is pushed through the network up to its last whitening layer (eval
+    mode, no gradient, chunks of `EVAL_CHUNK` rows, of any size); a forward pre-hook streams
+    each whitening layer's input into a float64 mean and a `CovarianceAccumulator`, then
+    `Whitening.freeze` stores them. In
     evaluation mode the network is then a per-sample function: test accuracy, attacks and
     spectra no longer depend on how the test set is batched. A no-op without whitening.
     """
@@ -143,6 +149,8 @@ def freeze_whitening(model: nn.Module, x_train: torch.Tensor, precision: str = "
         acc, total = stats[id(module)]
         acc.update(inputs[0])                                  # [chunk, N]
         total += inputs[0].sum(dim=0, dtype=torch.float64)     # [N]
+        if module is layers[-1]:
+            raise _InputsCollected  # nothing after the last whitening layer is needed
 
     hooks = [w.register_forward_pre_hook(collect) for w in layers]
     was_training = model.training
@@ -150,7 +158,10 @@ def freeze_whitening(model: nn.Module, x_train: torch.Tensor, precision: str = "
     try:
         with torch.inference_mode(), autocast(precision):
             for i in range(0, len(x_train), EVAL_CHUNK):
-                model(x_train[i:i + EVAL_CHUNK])
+                try:
+                    model(x_train[i:i + EVAL_CHUNK])
+                except _InputsCollected:
+                    pass
     finally:
         for h in hooks:
             h.remove()
@@ -262,6 +273,7 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
     from tqdm import tqdm
 
     warn_if_bf16_emulated(config.precision)
+    keep_freed_memory()
     opt = make_optimizer(config, model)
     regs = make_regularizers(config)
     jac = (JacobianRegularizer(config.beta, config.jacobian_projections)
@@ -282,6 +294,9 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
         if any(not bool(w.is_frozen) for w in whitening_layers(model)):
             freeze_whitening(model, x_train, config.precision)  # before the first epoch
         refresh_eigenvectors(model, regs, x_train, config.precision)
+        for reg in regs.values():
+            if hasattr(reg, "start_epoch"):
+                reg.start_epoch()
         gen = epoch_generator(config.seed, epoch)
         order = torch.randperm(n, generator=gen)
         sums = torch.zeros(3, dtype=torch.float64)  # loss, penalty, correct

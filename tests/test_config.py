@@ -90,7 +90,24 @@ BAD = [
     (dict(strength_steps=0), "strength_steps"),
     (dict(strength_subset=0), "strength_subset"),
     (dict(sensitivity_images=-1), "sensitivity_images"),
+    (dict(regularizer="slope", reg_layers=(1,), batch_size=50), "batch_size"),
+    (dict(regularizer="slope", reg_layers=(1,), slope_method="lanczos"), "slope_method"),
+    (dict(strength_sampling="last"), "strength_sampling"),
+    (dict(regularizer="slope", reg_layers=(1,), hidden=(100,), batch_size=150), "slope_method"),
+    (dict(SPEC, layer_alphas=(1.0, 2.0)), "layer_alphas"),
+    (dict(layer_alphas=(1.0,)), "layer_alphas"),
 ]
+
+
+def test_each_method_asks_of_the_batch_only_what_it_needs():
+    """Gerum et al.'s setting: a slope-penalized 2000-wide layer trained at batch 1500."""
+    RunConfig(regularizer="slope", reg_layers=(1,), batch_size=1500)
+    RunConfig(regularizer="slope", reg_layers=(1,), batch_size=51)
+    RunConfig(regularizer="jacobian", batch_size=100)
+    with pytest.raises(ValueError, match="eq. 2 needs a batch wider"):
+        RunConfig(regularizer="spectral", reg_layers=(1,), batch_size=1500)
+    with pytest.raises(ValueError, match="whitened layer 2"):
+        RunConfig(hidden=(1000, 1000, 1000), whiten_after=2, batch_size=1000)
 
 
 @pytest.mark.parametrize("changes,field", BAD, ids=[f for _, f in BAD])

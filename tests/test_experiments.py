@@ -66,6 +66,19 @@ def test_killed_run_resumes_to_the_same_result(spectral_result, tmp_path):
     assert not store.checkpoint_path(SPECTRAL).exists()
 
 
+def test_killed_slope_run_resumes_to_the_same_result(tmp_path):
+    """The subspace slope penalty cold-starts at every epoch: resuming changes nothing."""
+    config = SMALL.replace(regularizer="slope", reg_layers=(1,), alpha=2.0, beta=1.0, epochs=3,
+                           batch_size=150, train_subset=1200, batch_norm=False)
+    whole = run(config, ResultStore(tmp_path / "a"), progress=False)
+    store = ResultStore(tmp_path / "b")
+    assert run(config, store, progress=False, stop_after=1) is None
+    resumed = run(config, store, progress=False)
+    assert resumed.metrics == whole.metrics
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    assert all(h["penalty"] > 0 for h in whole.history)
+
+
 def test_store_round_trip_and_no_overwrite(spectral_result, tmp_path):
     store = ResultStore(tmp_path)
     path = store.put(spectral_result)

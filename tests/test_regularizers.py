@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from powerlaw_lib.data import load
 from powerlaw_lib.models import MLP
 from powerlaw_lib.spectrum import covariance
 from powerlaw_lib.regularizers import (
@@ -227,10 +228,11 @@ def test_slope_penalty_is_zero_at_the_true_alpha(mode: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["abs", "mse"])
-@pytest.mark.parametrize("method", ["exact", "rayleigh"])
+@pytest.mark.parametrize("method", ["exact", "rayleigh", "subspace"])
 def test_slope_penalty_gradients_are_finite(mode: str, method: str) -> None:
     h = _random_batch(120, 64, dtype=torch.float32).requires_grad_(True)
-    reg = SlopeRegularizer(alpha=2.0, mode=mode, method=method)
+    extra = {"subspace_size": 60} if method == "subspace" else {}
+    reg = SlopeRegularizer(alpha=2.0, mode=mode, method=method, **extra)
     assert reg.needs_refresh == (method == "rayleigh")
     reg.refresh(h.detach())
     penalty = reg(h)
@@ -270,6 +272,140 @@ def test_slope_regularizer_errors() -> None:
     assert not rayleigh.is_ready
     with pytest.raises(RuntimeError, match="refresh"):
         rayleigh(torch.randn(100, 64))
+
+
+# ----------------------------------------------------------------------------- slope by subspace iteration
+
+
+def _penalty_and_gradient(reg: SlopeRegularizer, h: torch.Tensor) -> tuple[float, torch.Tensor]:
+    h = h.detach().requires_grad_(True)
+    penalty = reg(h)
+    (grad,) = torch.autograd.grad(penalty, h)
+    return float(penalty.detach()), grad
+
+
+def _relative_error(value: torch.Tensor, reference: torch.Tensor) -> float:
+    return float((value - reference).norm() / reference.norm())
+
+
+@pytest.mark.parametrize("mode", ["abs", "mse"])
+@pytest.mark.parametrize("alpha_true", [0.5, 1.0, 2.0, 3.0])
+def test_subspace_slope_matches_exact_on_a_known_power_law(alpha_true: float, mode: str) -> None:
+    spectrum = _power_law(200, alpha_true)
+    h = _exact_spectrum_batch(spectrum, 300)
+    subspace = SlopeRegularizer(alpha=alpha_true + 0.5, mode=mode, method="subspace")  # k = 128 of N = 200
+    exact = SlopeRegularizer(alpha=alpha_true + 0.5, mode=mode, method="exact")
+    assert subspace.fitted_alpha(h) == pytest.approx(alpha_true, abs=1e-6)
+    top = subspace.batch_spectrum(h)
+    assert top.shape == (128,)
+    torch.testing.assert_close(top[:50], spectrum[:50], rtol=1e-6, atol=0)
+    penalty, grad = _penalty_and_gradient(subspace, h)
+    penalty_exact, grad_exact = _penalty_and_gradient(exact, h)
+    assert penalty == pytest.approx(penalty_exact, rel=1e-6)
+    assert _relative_error(grad, grad_exact) < 1e-3
+    assert subspace.fitted_alpha(h.float()) == pytest.approx(alpha_true, abs=1e-3)
+
+
+@pytest.mark.slow
+def test_subspace_slope_tracks_exact_while_training_on_mnist() -> None:
+    """Warm-started subspace vs eigvalsh on real training states of a tanh MLP (Adam, MNIST)."""
+    x, y, _, _ = load("mnist")
+    x, y = x[:6000].reshape(6000, -1), y[:6000]
+    model = MLP((784, 256, 10))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    subspace = SlopeRegularizer(alpha=2.0, beta=0.1, method="subspace")
+    exact = SlopeRegularizer(alpha=2.0, beta=0.1, method="exact")
+    order = torch.Generator().manual_seed(0)
+    compared = []
+    for step in range(150):
+        idx = torch.randint(len(x), (300,), generator=order)
+        logits, (h,) = model.forward_with_hidden(x[idx])  # h [300, 256]
+        penalty = subspace(h)
+        if step in (1, 2, 3, 146, 147, 148, 149):  # just after the cold start and late, warm
+            (grad,) = torch.autograd.grad(penalty, h, retain_graph=True)
+            penalty_exact, grad_exact = _penalty_and_gradient(exact, h)
+            penalty_error = abs(float(penalty.detach()) - penalty_exact) / penalty_exact
+            compared.append((penalty_error, _relative_error(grad, grad_exact)))
+        loss = nn.functional.cross_entropy(logits, y[idx]) + penalty
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    penalty_errors, grad_errors = zip(*compared)
+    assert max(penalty_errors) < 1e-4
+    assert max(grad_errors) < 1e-2
+
+
+def test_subspace_slope_is_deterministic_given_the_seed() -> None:
+    h = _exact_spectrum_batch(_power_law(100, 2.0), 150)
+    batches = [(h + 1e-3 * torch.randn_like(h)).float() for _ in range(4)]  # slowly changing batches
+
+    def run(seed: int, reg: SlopeRegularizer | None = None) -> list[tuple[float, torch.Tensor]]:
+        reg = reg or SlopeRegularizer(alpha=1.0, method="subspace", subspace_size=80, restart_every=2, seed=seed)
+        return [_penalty_and_gradient(reg, batch) for batch in batches]
+
+    used = SlopeRegularizer(alpha=1.0, method="subspace", subspace_size=80, restart_every=2, seed=0)
+    run(0, used)
+    used.eigenspace.reset()
+    first, again, other, after_reset = run(0), run(0), run(1), run(0, used)
+    for (p1, g1), (p2, g2), (p4, g4) in zip(first, again, after_reset):
+        assert p1 == p2 == p4 and torch.equal(g1, g2) and torch.equal(g1, g4)
+    assert not all(torch.equal(g1, g3) for (_, g1), (_, g3) in zip(first, other))
+    for (p1, _), (p3, _) in zip(first, other):
+        assert p3 == pytest.approx(p1, rel=1e-4)
+
+
+def test_subspace_cold_starts_on_schedule_and_on_a_new_width() -> None:
+    reg = SlopeRegularizer(alpha=1.0, method="subspace", subspace_size=64, restart_every=3)
+    h = _exact_spectrum_batch(_power_law(100, 1.0), 150)
+    calls = []
+    for _ in range(5):
+        reg(h)
+        calls.append(reg.eigenspace.calls)  # calls since the last cold start
+    assert calls == [1, 2, 3, 1, 2]
+    narrower = _exact_spectrum_batch(_power_law(80, 1.5), 150)
+    assert reg.fitted_alpha(narrower) == pytest.approx(1.5, abs=1e-6)
+    assert reg.eigenspace.calls == 1 and reg.eigenspace.vectors.shape == (80, 64)
+
+
+def test_subspace_slope_recovers_after_a_non_finite_batch() -> None:
+    reg = SlopeRegularizer(alpha=1.0, method="subspace", subspace_size=64)
+    h = _exact_spectrum_batch(_power_law(100, 2.0), 150)
+    broken = h.clone()
+    broken[3, 5] = float("nan")
+    assert math.isnan(float(reg(broken)))
+    assert reg.fitted_alpha(h) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_subspace_slope_under_bf16_autocast_runs_in_float32() -> None:
+    h = _exact_spectrum_batch(_power_law(200, 1.0), 300).bfloat16()
+    reg = SlopeRegularizer(alpha=2.0, method="subspace")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        penalty = reg(h)
+    assert penalty.dtype == torch.float32
+    exact = SlopeRegularizer(alpha=2.0, method="exact")(h.float())
+    assert float(penalty) == pytest.approx(float(exact), rel=1e-4)
+
+
+def test_subspace_slope_errors() -> None:
+    for kwargs, field in [
+        ({"subspace_size": 50}, "subspace_size"),  # must exceed ranks[1] = 50
+        ({"subspace_size": 64.0}, "subspace_size"),
+        ({"subspace_iters": -1}, "subspace_iters"),
+        ({"restart_every": 0}, "restart_every"),
+        ({"cold_iters": 0}, "cold_iters"),
+        ({"seed": -1}, "seed"),
+    ]:
+        with pytest.raises(ValueError, match=field):
+            SlopeRegularizer(alpha=1.0, method="subspace", **kwargs)
+    SlopeRegularizer(alpha=1.0, ranks=(6, 200), method="exact")  # subspace_size only checked for "subspace"
+    with pytest.raises(TypeError):
+        SlopeRegularizer(1.0, 1.0, (6, 50), "abs", "subspace", 128)  # the new arguments are keyword-only
+    reg = SlopeRegularizer(alpha=1.0, method="subspace")  # k = 128
+    assert not reg.needs_refresh and reg.is_ready
+    with pytest.raises(ValueError, match="subspace_size"):
+        reg(torch.randn(300, 100))
+    with pytest.raises(ValueError, match="batch size"):
+        reg(torch.randn(50, 200))
 
 
 # ----------------------------------------------------------------------------- Jacobian penalty

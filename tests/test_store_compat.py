@@ -36,7 +36,7 @@ def test_a_legacy_value_leaves_the_key_unchanged_and_any_other_value_changes_it(
     legacy = base.replace(**{name: LEGACY_VALUES[name]})
     assert name not in legacy.to_dict()
     assert RunConfig.from_dict(legacy.to_dict()) == legacy
-    other = {"strength_sampling": "random", "layer_alphas": (2.0,)}[name]
+    other = {"strength_sampling": "random", "layer_alphas": (2.0,), "slope_method": "exact"}[name]
     changed = base.replace(**{name: other})
     assert changed.to_dict()[name] is not None and changed.key != legacy.key
     assert RunConfig.from_dict(json.loads(changed.canonical_json())) == changed
@@ -60,7 +60,7 @@ EVAL_CHANGES = {
 def test_every_field_is_either_a_training_or_an_evaluation_field_with_a_test_case():
     names = {f for f in RunConfig.__dataclass_fields__}
     assert set(EVAL_CHANGES) == EVALUATION_FIELDS
-    assert set(CHANGES) | {"reg_layers", "layer_alphas"} == names - EVALUATION_FIELDS
+    assert set(CHANGES) | {"reg_layers", "layer_alphas", "slope_method"} == names - EVALUATION_FIELDS
 
 
 @pytest.mark.parametrize("name", sorted(CHANGES))

@@ -98,3 +98,20 @@ def test_attacks_on_a_frozen_whitened_model_take_the_exact_fast_path() -> None:
     naive = robust_accuracy_naive(model, x, y, "pgd", eps, batch_size=16, steps=5, step_size=0.02)
     np.testing.assert_allclose(fast, naive, rtol=0, atol=1e-12)  # same images broken
     assert fast[0] == 1.0 and fast[-1] < 1.0
+
+
+def test_freezing_needs_no_chunk_wider_than_the_layer() -> None:
+    """A training set that is not a multiple of the chunk still freezes (last chunk of 3)."""
+    from powerlaw_lib import training
+
+    model = _whitened_mlp()
+    x, _ = _data(403)
+    old = training.EVAL_CHUNK
+    training.EVAL_CHUNK = 100
+    try:
+        freeze_whitening(model, x)
+    finally:
+        training.EVAL_CHUNK = old
+    reference = _whitened_mlp()
+    freeze_whitening(reference, x)
+    torch.testing.assert_close(model.whitening.frozen_lower, reference.whitening.frozen_lower)

@@ -1,0 +1,113 @@
+"""Cost model: the CPU time a run will take, known before it starts.
+
+Two sources, in this order of preference:
+
+1. **Stored runs of the same cost class** (`cost_class`: everything that changes the
+   time per epoch -- data, model, method and its layers, batch, precision -- but not the
+   seed, α, β, τ, learning rate or optimizer): the median of their measured seconds per
+   epoch times the epochs asked for, plus the median of their evaluation seconds. These
+   are real runs of this code, on whichever machine ran them.
+2. **`make bench`** (`benchmarks/results.json`, section ``costs``): per cost class of the
+   chapters' grids, seconds per training step, per refresh and per evaluation, each also
+   as a multiple of a float32 GEMM timed in the same rounds. The estimate rescales the
+   multiples by this machine's GEMM time when it is given (`gemm_seconds`), else uses the
+   seconds as measured.
+
+Without either, `estimate_seconds` says so (source "none", seconds NaN): an honest gap
+rather than a guess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from .config import TRAIN_SIZES, RunConfig
+from .store import ResultStore
+
+__all__ = ["Estimate", "cost_class", "estimate_seconds", "grid_estimate", "BENCH_RESULTS"]
+
+BENCH_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results.json"
+#: Training fields that do not change the cost of an epoch.
+_COST_NEUTRAL = frozenset({"seed", "alpha", "layer_alphas", "beta", "tau", "lr", "optimizer",
+                           "epochs", "slope_ranks"})
+
+
+def cost_class(config: RunConfig) -> str:
+    """The training fields that set the seconds per epoch, as canonical JSON."""
+    d = {k: v for k, v in config.training_dict().items() if k not in _COST_NEUTRAL}
+    return json.dumps(d, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Estimated CPU seconds of one run (training + evaluation) and where it came from."""
+
+    seconds: float
+    epoch_seconds: float
+    evaluate_seconds: float
+    source: str  # "stored runs (n=3)", "benchmark", or "none"
+
+    @property
+    def known(self) -> bool:
+        return math.isfinite(self.seconds)
+
+
+def _stored_index(store: ResultStore) -> dict[str, list[tuple[float, float]]]:
+    """cost class -> [(median seconds per epoch, evaluation seconds)] of stored runs."""
+    index: dict[str, list[tuple[float, float]]] = {}
+    for r in store:
+        epochs = [h["seconds"] for h in r.history if "seconds" in h]
+        ev = r.provenance.get("seconds", {}).get("evaluate")
+        if epochs and ev is not None:
+            index.setdefault(cost_class(r.config), []).append((statistics.median(epochs), ev))
+    return index
+
+
+def _bench_costs(path: Path) -> dict[str, dict]:
+    try:
+        return json.loads(path.read_text()).get("costs", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def _steps_per_epoch(config: RunConfig) -> int:
+    n = config.train_subset or TRAIN_SIZES[config.dataset]
+    return max(1, n // config.batch_size)
+
+
+def estimate_seconds(config: RunConfig, store: ResultStore | None = None, *,
+                     bench: Path | None = BENCH_RESULTS, gemm_seconds: float | None = None,
+                     _index: dict | None = None, _costs: dict | None = None) -> Estimate:
+    """Estimated seconds of `config` (see the module docstring for the sources)."""
+    index = _index if _index is not None else (_stored_index(store) if store else {})
+    runs = index.get(cost_class(config))
+    if runs:
+        epoch = statistics.median(e for e, _ in runs)
+        ev = statistics.median(v for _, v in runs)
+        return Estimate(epoch * config.epochs + ev, epoch, ev, f"stored runs (n={len(runs)})")
+    costs = _costs if _costs is not None else (_bench_costs(bench) if bench else {})
+    entry = costs.get(cost_class(config))
+    if entry:
+        def seconds(name: str) -> float:
+            if gemm_seconds is not None:
+                return entry[f"{name}_gemm_units"] * gemm_seconds
+            return entry[f"{name}_seconds"]
+        epoch = seconds("step") * _steps_per_epoch(config) + seconds("refresh")
+        ev = seconds("evaluate")
+        return Estimate(epoch * config.epochs + ev, epoch, ev, "benchmark")
+    nan = float("nan")
+    return Estimate(nan, nan, nan, "none")
+
+
+def grid_estimate(configs: Iterable[RunConfig], store: ResultStore, *,
+                  bench: Path | None = BENCH_RESULTS) -> tuple[list[Estimate], float, int]:
+    """Estimates of `configs`, their total over the known ones, and how many are unknown."""
+    index, costs = _stored_index(store), (_bench_costs(bench) if bench else {})
+    estimates = [estimate_seconds(c, _index=index, _costs=costs) for c in configs]
+    known = [e.seconds for e in estimates if e.known]
+    return estimates, float(sum(known)), len(estimates) - len(known)

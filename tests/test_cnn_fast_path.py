@@ -1,0 +1,72 @@
+"""The library's CNN (pool before tanh, channels-last) computes the same function, hidden
+representations and gradients as the straightforward implementation kept in benchmarks/."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmarks.reference_cnn import BaselineCNN
+from powerlaw_lib.models import CNN
+from powerlaw_lib.regularizers import SpectralRegularizer
+
+
+def _pair(whiten: bool, in_channels: int = 1, size: int = 28):
+    torch.manual_seed(0)
+    fast = CNN(in_channels=in_channels, image_size=size, hidden=64, whiten=whiten)
+    slow = BaselineCNN(in_channels=in_channels, image_size=size, hidden=64, whiten=whiten)
+    slow.load_state_dict(fast.state_dict())
+    return fast, slow
+
+
+def _loss_and_grads(model, x, y, regs):
+    model.zero_grad(set_to_none=True)
+    logits, hs = model.forward_with_hidden(x)
+    loss = F.cross_entropy(logits, y) + sum(r(hs[l - 1]) for l, r in regs.items())
+    loss.backward()
+    return loss.detach(), logits.detach(), [h.detach() for h in hs], \
+        {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("whiten,in_channels,size", [(False, 1, 28), (True, 1, 28), (False, 3, 32)])
+def test_fast_cnn_matches_the_baseline_in_values_and_gradients(whiten, in_channels, size):
+    """float64: the same function to rounding (1e-10), SpecReg on every layer included.
+
+    float32 and cross-entropy alone: loss and whole gradient within 1e-5 relative (5e-5
+    through a whitening layer, which nearly cancels the conv biases' gradients).
+    Eq. 2 divides batch variances by their targets, and whitening solves with the Cholesky
+    factor of an 800 x 800 batch covariance; both amplify float32 rounding of the two
+    summation orders (to about 1e-4 for eq. 2); in float64 both agree to 1e-13, so that is
+    rounding, not a different function.
+    """
+    fast, slow = _pair(whiten, in_channels, size)
+    g = torch.Generator().manual_seed(1)
+    batch = 1300 if whiten else 200  # whitening needs a batch wider than its 800/1152 inputs
+    x = torch.rand(batch, in_channels, size, size, generator=g)
+    y = torch.randint(0, 10, (batch,), generator=g)
+    out_fast = _loss_and_grads(fast, x, y, {})
+    out_slow = _loss_and_grads(slow, x, y, {})
+    tol = 5e-5 if whiten else 1e-5
+    assert _rel(out_fast[0], out_slow[0]) < tol
+    flat = [torch.cat([g.flatten() for g in out[3].values()]) for out in (out_fast, out_slow)]
+    assert _rel(*flat) < tol  # the whole gradient (some tensors' own are nearly cancelled)
+
+    fast, slow, x = fast.double(), slow.double(), x.double()
+    h_ref = slow.forward_with_hidden(x)[1]
+    regs = {}
+    for l in (1, 2, 3):  # SpecReg on every hidden layer narrower than the batch
+        if h_ref[l - 1].shape[1] < batch:
+            regs[l] = SpectralRegularizer(1.0, 10, 2.0)
+            regs[l].refresh(h_ref[l - 1].detach())
+    assert regs
+    out_fast = _loss_and_grads(fast, x, y, regs)
+    out_slow = _loss_and_grads(slow, x, y, regs)
+    assert _rel(out_fast[0], out_slow[0]) < 1e-10
+    assert _rel(out_fast[1], out_slow[1]) < 1e-10
+    for a, b in zip(out_fast[2], out_slow[2]):
+        assert a.shape == b.shape and _rel(a, b) < 1e-10
+    for name, grad in out_slow[3].items():
+        assert _rel(out_fast[3][name], grad) < 1e-10, name
