@@ -29,8 +29,9 @@ DATASETS = {  # name -> (channels, height, width, n_classes)
     "fashion-mnist": (1, 28, 28, 10),
     "cifar10": (3, 32, 32, 10),
 }
-#: Training images per data set (before any `train_subset`).
-TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}
+#: Training images per data set as `data.load` returns them (before any `train_subset`);
+#: CIFAR-10: the first 40,000, its last 10,000 training images being the validation set.
+TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 40_000}
 ARCHS = ("mlp", "cnn")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 REGULARIZERS = ("none", "spectral", "slope", "slope-mse", "jacobian")
@@ -324,6 +325,7 @@ def _validate(c: RunConfig) -> None:
     if c.train_subset is not None:
         _check(c.train_subset >= c.batch_size, "train_subset",
                f"None or >= batch_size ({c.batch_size})", c.train_subset)
+
     for name in ("fgsm_eps", "pgd_eps", "strength_eps"):
         grid = getattr(c, name)
         _check(all(0 <= e <= 1 for e in grid) and list(grid) == sorted(set(grid)), name,

@@ -23,6 +23,8 @@ from .training import accuracy, hidden_representations
 
 #: Stringer et al. 2019 fit range (1-based inclusive ranks), clipped to the spectrum length.
 FIT_RANKS = (11, 500)
+#: Gerum et al. 2022 fit range (1-based inclusive ranks, unweighted).
+GERUM_RANKS = (6, 50)
 #: The PGD subset is drawn with this seed for every run, so all runs see the same images.
 PGD_SUBSET_SEED = 0
 NOISE_SEED = 0
@@ -37,13 +39,22 @@ def has_batch_coupling(model: nn.Module) -> bool:
 
 
 def spectrum_metrics(eigenvalues: np.ndarray, prefix: str) -> dict[str, float]:
-    """Fitted α (ranks 11..500, clipped), its fit range, and the effective dimension."""
+    """Fitted α, its fit range, and the effective dimension of one layer's spectrum.
+
+    `<prefix>_alpha`: Stringer et al. 2019's fit (weights 1/n, ranks 11..500, clipped to
+    the positive eigenvalues). `<prefix>_alpha_gerum`: Gerum et al. 2022's (unweighted,
+    ranks 6..50 of the spectrum normalized to sum 1), the fit their slope penalty targets.
+    """
     out = {f"{prefix}_effective_dim": float(effective_dimension(eigenvalues, 0.9))}
-    hi = min(FIT_RANKS[1], int((eigenvalues > 0).sum()))
+    positive = int((eigenvalues > 0).sum())
+    hi = min(FIT_RANKS[1], positive)
     if hi >= FIT_RANKS[0] + 2:
         fit = fit_power_law(eigenvalues, ranks=(FIT_RANKS[0], hi))
         out[f"{prefix}_alpha"] = float(fit.alpha)
         out[f"{prefix}_fit_hi"] = float(fit.ranks[1])
+    if positive >= GERUM_RANKS[1]:
+        out[f"{prefix}_alpha_gerum"] = float(
+            fit_power_law(eigenvalues, ranks=GERUM_RANKS, weighted=False).alpha)
     return out
 
 
