@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from powerlaw_lib.attacks import robust_accuracy, robust_accuracy_naive
-from powerlaw_lib.config import RunConfig
+from powerlaw_lib.config import TRAIN_SIZES, RunConfig
 from powerlaw_lib.data import subset
 from powerlaw_lib.experiments import build
 from powerlaw_lib.regularizers import SlopeRegularizer
@@ -164,11 +164,14 @@ def slope_step_figures(config: RunConfig, layers: tuple[int, ...], xb: torch.Ten
     same weights and are timed in interleaved rounds, float32: the step with warm-started
     subspace tracking, the same step with a cold start at every call (``restart_every=1``)
     and an unregularized step. The warm-up round holds the first (cold) call. The
-    amortised ratio charges one cold start every ``restart_every`` calls, as in training.
+    amortised ratio charges one cold start every ``restart_every`` calls or at every epoch
+    start (``training.train`` cold-starts each epoch so that resumed runs are identical),
+    whichever comes first: an MNIST epoch has 60,000 / batch steps.
     """
     model = build(config)
     warm = _slope_regularizers(config, layers)
-    restart_every = next(iter(warm.values())).eigenspace.restart_every
+    restart_every = min(next(iter(warm.values())).eigenspace.restart_every,
+                        max(1, TRAIN_SIZES[config.dataset] // len(xb)))
     variants = {}
     for name, regs in (("slope", warm), ("slope_cold", _slope_regularizers(config, layers, restart_every=1)),
                        ("plain", {})):

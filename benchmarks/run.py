@@ -169,10 +169,15 @@ def run(quick: bool = False, bf16: bool | None = None) -> dict:
 
     _log("costs of every configuration class of the chapters' grids")
     costs = {}
+    datasets = {"mnist": (x_tr, y_tr, x_te)}
     for cls, (chapter, config) in grid_cost_classes().items():
         if quick:
             config = config.replace(batch_size=min(config.batch_size, 3000))
-        figures = cost_figures(config, x_tr, y_tr, n_test=len(x_te), repeats=1 if quick else 3)
+        if config.dataset not in datasets:
+            d_tr, dy_tr, d_te, _ = load_data(config)
+            datasets[config.dataset] = (d_tr[:len(x_tr)], dy_tr[:len(x_tr)], d_te)
+        c_tr, cy_tr, c_te = datasets[config.dataset]
+        figures = cost_figures(config, c_tr, cy_tr, n_test=len(c_te), repeats=1 if quick else 3)
         costs[cls] = {"chapter": chapter, "label": config.label, **figures}
         _log(f"  {chapter}: {config.label}: step {figures['step_seconds']:.3f} s, refresh "
              f"{figures['refresh_seconds']:.2f} s, evaluation <= {figures['evaluate_seconds']:.0f} s")

@@ -5,9 +5,9 @@ The library behind the computational paper: covariance eigenspectra and power-la
 regularizers of Gerum et al. 2022, the models, a Jacobian-regularization baseline, attacks,
 data loading, training, and cached, resumable runs.
 
-Layers (imports point down only): data, spectrum, models, attacks -> regularizers,
-evaluation, theory, plotting -> training -> experiments (config, store) -> grids, executors
--> command line (`python -m powerlaw_lib`).
+Layers (imports point down only): config, hardware -> data, spectrum, models, attacks ->
+regularizers, evaluation, theory, plotting -> training -> store, model_cache -> experiments
+-> analysis, grids, costs, executors -> command line (`python -m powerlaw_lib`).
 """
 
 __version__ = "0.1.0"

@@ -2,6 +2,11 @@
 
   status GRID   how many runs of a chapter's grid are stored / missing
   run GRID      run the missing configs of the grid (resuming interrupted ones)
+  evaluate GRID like run, for new evaluation settings (--set pgd_subset=5000 ...): configs
+                whose trained model is in the model cache (data/models/) are evaluated
+                without training; the others are retrained deterministically, and a
+                retrained model must reproduce the stored training history exactly
+                (--cached-only skips them instead)
   show GRID     one line per run of the grid with its key and headline metrics
 
 GRID is a chapter name from `powerlaw_lib.grids.CHAPTER_GRIDS`; `--set` overrides one of the
@@ -39,7 +44,7 @@ def _parse_overrides(grid_fn, pairs: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m powerlaw_lib", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("status", "run", "show"))
+    ap.add_argument("command", choices=("status", "run", "evaluate", "show"))
     ap.add_argument("grid", choices=sorted(CHAPTER_GRIDS))
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="NAME=VALUE", help="override a grid parameter")
@@ -50,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--order", choices=("grid", "method"), default="grid",
                     help="run missing configs in grid order, or method by method (all seeds of "
                          "one method before the next), so whole methods finish first")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="evaluate: only configs whose trained model is cached (never train)")
     args = ap.parse_args(argv)
 
     grid_fn = CHAPTER_GRIDS[args.grid]
@@ -81,6 +88,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{c.key}  acc={acc}  {c.label}")
         return 0
     from .experiments import run_grid
+
+    if args.command == "evaluate":
+        from .model_cache import ModelCache
+
+        cache = ModelCache(store.models_path)
+        cached = [c for c in missing if c in cache]
+        print(f"{args.grid}: {len(missing)} result(s) missing; {len(cached)} from cached models "
+              f"(no training), {len(missing) - len(cached)} to retrain"
+              + (" -- skipped (--cached-only)" if args.cached_only else ""))
+        if args.cached_only:
+            missing = cached
 
     if args.order == "method":
         def method(c):  # every field but the seed

@@ -92,10 +92,61 @@ def build(config: RunConfig) -> torch.nn.Module:
                        config.activation, config.batch_norm, config.whiten_after)
 
 
+class HistoryMismatchError(RuntimeError):
+    """A retrained model's training history differs from a stored run with the same training."""
+
+
+def _without_seconds(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def stored_history(config: RunConfig, store: ResultStore) -> list[dict[str, float]] | None:
+    """Training history of any stored run trained exactly like `config` (same training key)."""
+    for r in store:
+        if r.config.training_key == config.training_key:
+            return r.history
+    return None
+
+
+def trained_model(config: RunConfig, store: ResultStore, *, progress: bool = True,
+                  stop_after: int | None = None
+                  ) -> tuple[torch.nn.Module | None, list[dict[str, float]], float, bool]:
+    """The trained model of `config`: from the model cache, else trained now.
+
+    Returns (model, history, seconds trained in this call, whether it came from the cache);
+    model is None when `stop_after` ended training early. Training resumes from the run's
+    checkpoint when there is one. A model trained here whose training key matches a stored
+    result must reproduce that result's history exactly (seconds aside), or
+    `HistoryMismatchError` is raised and nothing is cached.
+    """
+    cache = ModelCache(store.models_path)
+    seed_everything(config.seed)
+    model = build(config)
+    history = cache.load(config, model)
+    if history is not None:
+        return model, history, 0.0, True
+    x_tr, y_tr, x_te, y_te = load_data(config)
+    t0 = time.perf_counter()
+    history = train(model, config, x_tr, y_tr, x_te, y_te, checkpoint=store.checkpoint_path(config),
+                    progress=progress, stop_after=stop_after)
+    seconds = time.perf_counter() - t0
+    if len(history) < config.epochs:
+        return None, history, seconds, False
+    before = stored_history(config, store)
+    if before is not None and _without_seconds(before) != _without_seconds(history):
+        raise HistoryMismatchError(
+            f"retraining {config.label} did not reproduce the stored training history of the "
+            f"same training key {config.training_key}: nothing was stored")
+    cache.save(config, model, history)
+    return model, history, seconds, False
+
+
 def run(config: RunConfig, store: ResultStore | str | os.PathLike, *, progress: bool = True,
         stop_after: int | None = None) -> Result | None:
-    """Result of `config`: from the store, or trained, evaluated and stored now.
+    """Result of `config`: from the store, or evaluated now on its trained model.
 
+    The trained model comes from the model cache (`trained_model`): a config that differs
+    from a stored run only in its evaluation settings is evaluated without any training.
     `stop_after` trains that many epochs and returns None, leaving only the checkpoint
     (used to test that a killed run resumes to the same result).
     """
@@ -103,28 +154,23 @@ def run(config: RunConfig, store: ResultStore | str | os.PathLike, *, progress: 
     cached = store.get(config)
     if cached is not None:
         return cached
-    seed_everything(config.seed)
-    x_tr, y_tr, x_te, y_te = load_data(config)
-    model = build(config)
-    ckpt = store.checkpoint_path(config)
-    t0 = time.perf_counter()
-    history = train(model, config, x_tr, y_tr, x_te, y_te, checkpoint=ckpt,
-                    progress=progress, stop_after=stop_after)
-    if len(history) < config.epochs:
+    model, history, train_seconds, from_cache = trained_model(
+        config, store, progress=progress, stop_after=stop_after)
+    if model is None:
         return None
     t1 = time.perf_counter()
-    ModelCache(store.models_path).save(config, model, history)
     torch.manual_seed(config.seed)
+    _, _, x_te, y_te = load_data(config)
     ev = evaluate(model, config, x_te, y_te)
-    t2 = time.perf_counter()
     ev["metrics"]["final_train_loss"] = history[-1]["loss"]
     if config.dataset == "cifar10":  # evaluated on the validation split: add the test set
         ev["metrics"]["official_test_accuracy"] = accuracy(model, *load_cifar10_official_test())
+    seconds = {"train_this_session": train_seconds, "evaluate": time.perf_counter() - t1,
+               "train_total": sum(h["seconds"] for h in history)}
     result = Result(config, ev["metrics"], ev["curves"], ev["spectra"], ev["sensitivity"],
-                    history, provenance({"train_this_session": t1 - t0, "evaluate": t2 - t1,
-                                         "train_total": sum(h["seconds"] for h in history)}))
+                    history, {**provenance(seconds), "model_from_cache": from_cache})
     store.put(result)
-    ckpt.unlink(missing_ok=True)
+    store.checkpoint_path(config).unlink(missing_ok=True)
     return result
 
 

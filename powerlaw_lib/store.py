@@ -76,9 +76,16 @@ class ResultStore:
 
     def __init__(self, path: str | os.PathLike, models: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
-        #: Folder of the model cache (`model_cache.ModelCache`): `models`, or a `models`
-        #: folder beside the results folder (``data/results`` -> ``data/models``).
-        self.models_path = Path(models) if models is not None else self.path.parent / "models"
+        #: Folder of the model cache (`model_cache.ModelCache`): `models`; by default a
+        #: `models` folder beside a folder named `results` (``data/results`` ->
+        #: ``data/models``), else a `.models` folder inside the store, so that two
+        #: unrelated stores never share cached models.
+        if models is not None:
+            self.models_path = Path(models)
+        elif self.path.name == "results":
+            self.models_path = self.path.parent / "models"
+        else:
+            self.models_path = self.path / ".models"
 
     # --- paths ------------------------------------------------------------------------------
     def result_path(self, config: RunConfig) -> Path:

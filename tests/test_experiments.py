@@ -79,6 +79,46 @@ def test_killed_slope_run_resumes_to_the_same_result(tmp_path):
     assert all(h["penalty"] > 0 for h in whole.history)
 
 
+def test_new_evaluation_settings_reuse_the_cached_model_without_training(tmp_path, monkeypatch):
+    from powerlaw_lib import training
+
+    store = ResultStore(tmp_path / "results")
+    first = run(SMALL, store, progress=False)
+    assert (tmp_path / "models" / f"{SMALL.training_key}.pt").exists()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a training step ran")
+
+    monkeypatch.setattr(training, "training_step", no_training)
+    again = SMALL.replace(pgd_steps=5, pgd_eps=(0.0, 0.1, 0.2), strength_subset=50)
+    second = run(again, store, progress=False)
+    assert second.key != first.key and second.history == first.history
+    assert second.metrics["clean_accuracy"] == first.metrics["clean_accuracy"]
+    assert second.provenance["model_from_cache"] and not first.provenance["model_from_cache"]
+    assert cli.main(["evaluate", "shallow", "--results", str(store.path), "--cached-only",
+                     "--set", "seeds=[0]", "--set", "epochs=1", "--set", "betas=[]",
+                     "--set", "no_bn_betas=[]", "--set", "text_lr_check=[]",
+                     "--set", "train_subset=1000", "--set", "width=50",
+                     "--set", "batch_size=100"]) == 0  # nothing cached: nothing run
+
+
+def test_a_retrained_model_must_reproduce_the_stored_history(tmp_path):
+    from powerlaw_lib.experiments import HistoryMismatchError
+
+    store = ResultStore(tmp_path / "results")
+    first = run(SMALL, store, progress=False)
+    (tmp_path / "models" / f"{SMALL.training_key}.pt").unlink()   # model not cached
+    path = store.result_path(SMALL)
+    raw = json.loads(path.read_text())
+    raw["history"][0]["loss"] += 1e-3                             # a history it cannot match
+    path.write_text(json.dumps(raw))
+    with pytest.raises(HistoryMismatchError, match="did not reproduce"):
+        run(SMALL.replace(pgd_steps=5), store, progress=False)
+    assert SMALL.replace(pgd_steps=5) not in store
+    assert not (tmp_path / "models" / f"{SMALL.training_key}.pt").exists()
+    assert first.history[0]["loss"] != raw["history"][0]["loss"]
+
+
 def test_store_round_trip_and_no_overwrite(spectral_result, tmp_path):
     store = ResultStore(tmp_path)
     path = store.put(spectral_result)
