@@ -19,6 +19,7 @@ help:
 	@echo "make test    - create .venv, run library tests, validate every chapter (quick parameters), strict book build"
 	@echo "make book    - execute every chapter with the book's parameters and build HTML into _build/html"
 	@echo "make chapter NAME=<chapter> PARAMS=params/quick.yml  - rerun one chapter through papermill"
+	@echo "             (TRAIN=1: train the runs the store lacks; without it the chapter stops and says what they cost)"
 	@echo "make bench   - speed benchmarks (benchmarks/results.json)"
 
 venv: $(STAMP)
@@ -42,7 +43,7 @@ book: venv
 	$(PY) scripts/book.py build
 
 chapter: venv
-	$(PY) scripts/book.py chapter $(NAME) --params $(PARAMS)
+	$(PY) scripts/book.py chapter $(NAME) --params $(PARAMS) $(if $(TRAIN),-p allow_training True)
 
 bench: venv
 	$(PY) -m benchmarks.run

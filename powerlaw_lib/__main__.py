@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         for c, e in zip(missing, estimates):
             cost = f"{e.seconds / 3600:5.2f} h ({e.source})" if e.known else "   ? h (no estimate)"
             print(f"  missing {c.key}  {cost}  {c.label}")
+            failure = store.failure(c)
+            if failure:
+                print(f"    FAILED {failure['when']}: {failure['error']}: {failure['message']}")
         if missing:
             print(f"estimated CPU time of the missing runs: {total / 3600:.1f} h"
                   + (f" + {unknown} run(s) without an estimate (run `make bench`)"
@@ -109,7 +112,13 @@ def main(argv: list[str] | None = None) -> int:
             first.setdefault(method(c), len(first))
         missing = sorted(missing, key=lambda c: (first[method(c)], c.seed))
     todo = missing[: args.limit] if args.limit else missing
-    run_grid(todo, store, executor=args.dask)
+    from .experiments import GridRunError
+
+    try:
+        run_grid(todo, store, executor=args.dask)
+    except GridRunError as err:
+        print(err)
+        return 1
     print(f"{args.grid}: {len(todo)} run(s) finished; "
           f"{len(store.missing(configs))} still missing")
     return 0

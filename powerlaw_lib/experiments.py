@@ -174,33 +174,98 @@ def run(config: RunConfig, store: ResultStore | str | os.PathLike, *, progress: 
     return result
 
 
-def _run_task(config_dict: dict, store_path: str) -> dict:
-    """Executor task: run one config, return its result as a plain dict (picklable)."""
-    return run(RunConfig.from_dict(config_dict), ResultStore(store_path),
-               progress=False).to_dict()
+class GridRunError(RuntimeError):
+    """Some configs of a grid raised; the others ran. `failures`: [(config, message)]."""
+
+    def __init__(self, failures: list[tuple[RunConfig, str]]) -> None:
+        self.failures = failures
+        lines = "\n".join(f"  {c.key}  {c.label}: {msg}" for c, msg in failures)
+        super().__init__(f"{len(failures)} run(s) failed (recorded in the store's .failures/, "
+                         f"shown by `status` until they succeed):\n{lines}")
+
+
+def _run_recording_failure(config: RunConfig, store: ResultStore, progress: bool) -> str | None:
+    """Run `config`; on an exception, record it in the store and return its message."""
+    try:
+        run(config, store, progress=progress)
+    except Exception as err:  # noqa: BLE001 -- any failure of one run must not stop the grid
+        store.record_failure(config, err)
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def _run_task(config_dict: dict, store_path: str) -> str | None:
+    """Executor task: run one config; None, or the error message (recorded in the store)."""
+    return _run_recording_failure(RunConfig.from_dict(config_dict), ResultStore(store_path),
+                                  progress=False)
+
+
+class TrainingNotAllowedError(RuntimeError):
+    """A grid asked for runs that would train, and training was not allowed."""
+
+
+def check_training_allowed(missing: Sequence[RunConfig], store: ResultStore) -> None:
+    """Raise `TrainingNotAllowedError` naming the runs that would train and their cost.
+
+    Runs whose trained model is in the model cache only need evaluating: they pass.
+    """
+    from .costs import grid_estimate
+
+    cache = ModelCache(store.models_path)
+    to_train = [c for c in missing if c not in cache]
+    if not to_train:
+        return
+    _, total, unknown = grid_estimate(to_train, store)
+    shown = "\n".join(f"  {c.key}  {c.label}" for c in to_train[:10])
+    more = f"\n  ... and {len(to_train) - 10} more" if len(to_train) > 10 else ""
+    raise TrainingNotAllowedError(
+        f"{len(to_train)} run(s) of this grid are not in {store.path} and would be trained "
+        f"(estimated {total / 3600:.1f} CPU hours"
+        + (f", {unknown} without an estimate" if unknown else "") + f"):\n{shown}{more}\n"
+        "Train them with `python -m powerlaw_lib run GRID` (resumable, in the background), "
+        "or allow training here (chapter parameter allow_training=True; "
+        "`make chapter ... TRAIN=1`).")
 
 
 def run_grid(configs: Iterable[RunConfig], store: ResultStore | str | os.PathLike, *,
-             executor: Any = None, progress: bool = True) -> list[Result]:
+             executor: Any = None, progress: bool = True, allow_training: bool = True
+             ) -> list[Result]:
     """Results of all `configs` (same order): cached ones loaded, missing ones run.
 
     executor: None runs the missing configs one after another in this process (the runs
     use both cores each, so that is also the fastest choice on a small machine); a
     `distributed.Client` or a scheduler address ("tcp://...") runs them on a Dask cluster,
     every worker writing into the same store folder.
+
+    `allow_training=False` (the chapters' default) raises `TrainingNotAllowedError`, before
+    anything runs, when a missing config would have to be trained (its model is not in the
+    model cache), naming those runs and their estimated CPU time.
+
+    A config that raises does not stop the others: its error is recorded in the store
+    (`ResultStore.record_failure`) and, once every other config has run, `GridRunError`
+    names the failed ones.
     """
     configs = list(configs)
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     missing = store.missing(configs)
+    if not allow_training:
+        check_training_allowed(missing, store)
     if missing and executor is not None:
         from .executors import dask_map
 
-        dask_map(_run_task, [c.to_dict() for c in missing], str(store.path), executor=executor)
+        errors = dask_map(_run_task, [c.to_dict() for c in missing], str(store.path),
+                          executor=executor)
     else:
+        errors = []
         for i, c in enumerate(missing):
             if progress:
                 print(f"[{i + 1}/{len(missing)}] {c.label}  ({c.key})", flush=True)
-            run(c, store, progress=progress)
+            errors.append(_run_recording_failure(c, store, progress))
+            if progress and errors[-1]:
+                print(f"  FAILED: {errors[-1]} (recorded; the grid goes on)", flush=True)
+    failures = [(c, e) for c, e in zip(missing, errors) if e]
+    if failures:
+        raise GridRunError(failures)
     results = [store.get(c) for c in configs]
     absent = [c.label for c, r in zip(configs, results) if r is None]
     if absent:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -98,6 +100,27 @@ class ResultStore:
     def checkpoint_path(self, config: RunConfig) -> Path:
         return self.checkpoint_dir / f"{config.key}.pt"
 
+    @property
+    def failure_dir(self) -> Path:
+        return self.path / ".failures"
+
+    # --- failures ---------------------------------------------------------------------------
+    def record_failure(self, config: RunConfig, error: BaseException) -> Path:
+        """Record that `config` raised `error` (``.failures/<key>.json``), until it succeeds."""
+        self.failure_dir.mkdir(parents=True, exist_ok=True)
+        target = self.failure_dir / f"{config.key}.json"
+        record = {"key": config.key, "label": config.label, "error": type(error).__name__,
+                  "message": str(error), "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "traceback": "".join(traceback.format_exception(error))[-4000:],
+                  "config": config.to_dict()}
+        atomic_write_text(target, json.dumps(record, indent=1) + "\n")
+        return target
+
+    def failure(self, config: RunConfig) -> dict | None:
+        """The recorded failure of `config`, or None."""
+        p = self.failure_dir / f"{config.key}.json"
+        return json.loads(p.read_text()) if p.exists() else None
+
     # --- queries ----------------------------------------------------------------------------
     def __contains__(self, config: RunConfig) -> bool:
         return self.result_path(config).exists()
@@ -133,6 +156,7 @@ class ResultStore:
             raise FileExistsError(f"{target} exists: results are never overwritten "
                                   "(delete the file to rerun that config)")
         atomic_write_text(target, text)
+        (self.failure_dir / f"{result.key}.json").unlink(missing_ok=True)  # it succeeded now
         return target
 
 

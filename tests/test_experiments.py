@@ -175,6 +175,53 @@ def test_run_grid_runs_only_missing_configs(tmp_path, monkeypatch):
     assert [r.config for r in results] == configs
 
 
+def test_a_failing_config_is_recorded_and_the_rest_of_the_grid_runs(tmp_path, monkeypatch,
+                                                                     capsys):
+    import powerlaw_lib.experiments as ex
+    from powerlaw_lib.experiments import GridRunError
+
+    store = ResultStore(tmp_path)
+    cheap = SMALL.replace(epochs=1, hidden=(64,), sensitivity_top=0)
+    bad, good = cheap.replace(seed=0), cheap.replace(seed=1)
+    real = ex.trained_model
+
+    def diverging(config, *args, **kwargs):
+        if config == bad:
+            raise NonFiniteLossError("loss became nan at epoch 1, batch 3")
+        return real(config, *args, **kwargs)
+
+    monkeypatch.setattr(ex, "trained_model", diverging)
+    with pytest.raises(GridRunError, match=bad.key) as info:
+        run_grid([bad, good], store, progress=False)
+    assert [c for c, _ in info.value.failures] == [bad]
+    assert good in store and bad not in store
+    record = store.failure(bad)
+    assert record["error"] == "NonFiniteLossError" and "nan" in record["message"]
+    assert record["label"] == bad.label and store.failure(good) is None
+
+    monkeypatch.setattr(ex, "trained_model", real)
+    run_grid([bad, good], store, progress=False)      # it succeeds now: the record goes
+    assert bad in store and store.failure(bad) is None
+
+
+def test_training_guard_stops_before_anything_trains_and_lets_cached_models_through(
+        tmp_path, monkeypatch):
+    import powerlaw_lib.experiments as ex
+    from powerlaw_lib.experiments import TrainingNotAllowedError
+
+    store = ResultStore(tmp_path / "results")
+    cheap = SMALL.replace(epochs=1, hidden=(64,), sensitivity_top=0)
+    configs = [cheap.replace(seed=s) for s in (0, 1)]
+    with pytest.raises(TrainingNotAllowedError, match=r"2 run\(s\) .* would be trained"):
+        run_grid(configs, store, progress=False, allow_training=False)
+    assert len(store) == 0
+    run_grid(configs, store, progress=False)                   # trained, models cached
+    other_eval = [c.replace(pgd_steps=3) for c in configs]       # evaluation only
+    monkeypatch.setattr(ex, "train", lambda *a, **k: pytest.fail("trained"))
+    results = run_grid(other_eval, store, progress=False, allow_training=False)
+    assert [r.config for r in results] == other_eval
+
+
 def test_run_grid_on_a_dask_local_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
     store = ResultStore(tmp_path)
