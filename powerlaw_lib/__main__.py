@@ -1,6 +1,10 @@
-"""Command line: `python -m powerlaw_lib {status,run,show} GRID [--set name=value ...]`.
+"""Command line: `python -m powerlaw_lib COMMAND [GRID] [--set name=value ...]`.
 
-  status GRID   how many runs of a chapter's grid are stored / missing
+  list          the chapters' grids: runs stored / missing / failed
+  status        the whole store: every grid's progress, CPU time spent and still needed,
+                and the measured seconds per epoch of each kind of run
+  status GRID   how many runs of a chapter's grid are stored / missing, with the
+                estimated CPU time of each missing run
   run GRID      run the missing configs of the grid (resuming interrupted ones)
   evaluate GRID like run, for new evaluation settings (--set pgd_subset=5000 ...): configs
                 whose trained model is in the model cache (data/models/) are evaluated
@@ -41,11 +45,33 @@ def _parse_overrides(grid_fn, pairs: list[str]) -> dict:
     return out
 
 
+def _summary(store: ResultStore, detailed: bool) -> int:
+    """Every chapter grid's progress in `store` (and, detailed, what the store holds)."""
+    from .costs import grid_summary, store_cost_table
+
+    print(f"{'grid':12s} {'runs':>5s} {'stored':>7s} {'missing':>8s} {'failed':>7s}"
+          + (f" {'CPU h spent':>12s} {'CPU h to go':>12s}" if detailed else ""))
+    for name, fn in CHAPTER_GRIDS.items():
+        g = grid_summary(name, fn(), store)
+        line = f"{name:12s} {g.runs:5d} {g.stored:7d} {g.runs - g.stored:8d} {g.failed:7d}"
+        if detailed:
+            to_go = f"{g.missing_hours:.1f}" + (f" (+{g.unknown} ?)" if g.unknown else "")
+            line += f" {g.spent_hours:12.1f} {to_go:>12s}"
+        print(line)
+    if detailed:
+        print(f"\n{len(store)} result(s) in {store.path}; measured cost per kind of run "
+              "(medians):")
+        for label, n, epoch, ev in sorted(store_cost_table(store)):
+            print(f"  {epoch:7.1f} s/epoch  {ev:6.0f} s evaluation  ({n} run(s))  {label}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m powerlaw_lib", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("status", "run", "evaluate", "show"))
-    ap.add_argument("grid", choices=sorted(CHAPTER_GRIDS))
+    ap.add_argument("command", choices=("list", "status", "run", "evaluate", "show"))
+    ap.add_argument("grid", nargs="?", choices=sorted(CHAPTER_GRIDS),
+                    help="a chapter's grid (optional for list and status)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="NAME=VALUE", help="override a grid parameter")
     ap.add_argument("--results", default="data/results", help="result store folder")
@@ -59,12 +85,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="evaluate: only configs whose trained model is cached (never train)")
     args = ap.parse_args(argv)
 
+    store = ResultStore(args.results)
+    if args.grid is None:
+        if args.command not in ("list", "status"):
+            ap.error(f"{args.command} needs a GRID: one of {', '.join(sorted(CHAPTER_GRIDS))}")
+        return _summary(store, detailed=args.command == "status")
     grid_fn = CHAPTER_GRIDS[args.grid]
     try:
         configs = grid_fn(**_parse_overrides(grid_fn, args.overrides))
     except ValueError as e:
         raise SystemExit(f"invalid grid parameters: {e}") from None
-    store = ResultStore(args.results)
     missing = store.missing(configs)
     if args.command == "status":
         from .costs import grid_estimate

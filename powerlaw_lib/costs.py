@@ -4,8 +4,9 @@ Two sources, in this order of preference:
 
 1. **Stored runs of the same cost class** (`cost_class`: everything that changes the
    time per epoch -- data, model, method and its layers, batch, precision -- but not the
-   seed, α, β, τ, learning rate or optimizer): the median of their measured seconds per
-   epoch times the epochs asked for, plus the median of their evaluation seconds. These
+   seed, α, β, τ, learning rate or optimizer): the median over those runs of their
+   unloaded seconds per epoch (`unloaded_epoch_seconds`) times the epochs asked for, plus
+   the median of their evaluation seconds. These
    are real runs of this code, on whichever machine ran them.
 2. **`make bench`** (`benchmarks/results.json`, section ``costs``): per cost class of the
    chapters' grids, seconds per training step, per refresh and per evaluation, each also
@@ -29,7 +30,8 @@ from typing import Iterable
 from .config import TRAIN_SIZES, RunConfig
 from .store import ResultStore
 
-__all__ = ["Estimate", "cost_class", "estimate_seconds", "grid_estimate", "BENCH_RESULTS"]
+__all__ = ["Estimate", "cost_class", "estimate_seconds", "grid_estimate", "BENCH_RESULTS",
+           "GridSummary", "grid_summary", "store_cost_table"]
 
 BENCH_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results.json"
 #: Training fields that do not change the cost of an epoch.
@@ -57,15 +59,35 @@ class Estimate:
         return math.isfinite(self.seconds)
 
 
+def unloaded_epoch_seconds(history: list[dict[str, float]]) -> float | None:
+    """A run's seconds per epoch without background load: the 10th percentile of its epochs.
+
+    Other work on the machine only ever slows an epoch down, so the fast epochs are the
+    run's own cost; the median would carry whatever else ran at the time.
+    """
+    epochs = sorted(h["seconds"] for h in history if "seconds" in h)
+    return epochs[len(epochs) // 10] if epochs else None
+
+
 def _stored_index(store: ResultStore) -> dict[str, list[tuple[float, float]]]:
-    """cost class -> [(median seconds per epoch, evaluation seconds)] of stored runs."""
+    """cost class -> [(unloaded seconds per epoch, evaluation seconds)] of stored runs."""
     index: dict[str, list[tuple[float, float]]] = {}
     for r in store:
-        epochs = [h["seconds"] for h in r.history if "seconds" in h]
+        epoch = unloaded_epoch_seconds(r.history)
         ev = r.provenance.get("seconds", {}).get("evaluate")
-        if epochs and ev is not None:
-            index.setdefault(cost_class(r.config), []).append((statistics.median(epochs), ev))
+        if epoch is not None and ev is not None:
+            index.setdefault(cost_class(r.config), []).append((epoch, ev))
     return index
+
+
+def cost_label(config: RunConfig) -> str:
+    """A config's label without what does not change its cost (seed, α, β, τ, lr)."""
+    arch = "cnn" if config.arch == "cnn" else "mlp" + "x".join(map(str, config.hidden))
+    arch += "-bn" if config.batch_norm and config.arch == "mlp" else ""
+    arch += f"-wh{config.whiten_after}" if config.whiten_after else ""
+    method = config.regularizer if config.regularizer != "none" else "vanilla"
+    layers = f" layers={list(config.reg_layers)}" if config.reg_layers else ""
+    return f"{config.dataset} {arch} {method}{layers} batch {config.batch_size}"
 
 
 def _bench_costs(path: Path) -> dict[str, dict]:
@@ -111,3 +133,45 @@ def grid_estimate(configs: Iterable[RunConfig], store: ResultStore, *,
     estimates = [estimate_seconds(c, _index=index, _costs=costs) for c in configs]
     known = [e.seconds for e in estimates if e.known]
     return estimates, float(sum(known)), len(estimates) - len(known)
+
+
+@dataclass(frozen=True)
+class GridSummary:
+    """How far a chapter grid is: stored, missing and failed runs, and CPU time."""
+
+    name: str
+    runs: int
+    stored: int
+    failed: int
+    spent_hours: float      # training + evaluation seconds of its stored runs
+    missing_hours: float    # estimate for the missing runs with an estimate
+    unknown: int            # missing runs without an estimate
+
+
+def grid_summary(name: str, configs: list[RunConfig], store: ResultStore) -> GridSummary:
+    """Progress of one grid in `store`."""
+    missing = store.missing(configs)
+    spent = 0.0
+    for c in configs:
+        r = store.get(c) if c not in missing else None
+        if r is not None:
+            sec = r.provenance.get("seconds", {})
+            spent += sec.get("train_total", 0.0) + sec.get("evaluate", 0.0)
+    _, total, unknown = grid_estimate(missing, store)
+    failed = sum(store.failure(c) is not None for c in missing)
+    return GridSummary(name, len(configs), len(configs) - len(missing), failed, spent / 3600,
+                       total / 3600, unknown)
+
+
+def store_cost_table(store: ResultStore) -> list[tuple[str, int, float, float]]:
+    """Per cost class of the stored runs: (label, runs, unloaded s/epoch, eval s), medians."""
+    rows: dict[str, list] = {}
+    for r in store:
+        epoch = unloaded_epoch_seconds(r.history)
+        ev = r.provenance.get("seconds", {}).get("evaluate")
+        if epoch is not None and ev is not None:
+            row = rows.setdefault(cost_class(r.config), [cost_label(r.config), [], []])
+            row[1].append(epoch)
+            row[2].append(ev)
+    return [(label, len(e), statistics.median(e), statistics.median(v))
+            for label, e, v in rows.values()]

@@ -1,0 +1,65 @@
+"""The cost model (`powerlaw_lib.costs`) and the command line's store summaries."""
+
+import json
+import math
+
+import pytest
+
+from powerlaw_lib import __main__ as cli
+from powerlaw_lib.config import RunConfig
+from powerlaw_lib.costs import (cost_class, estimate_seconds, grid_estimate,
+                                unloaded_epoch_seconds)
+from powerlaw_lib.store import Result, ResultStore
+
+BASE = RunConfig(hidden=(64,), batch_size=100, epochs=10, train_subset=1000)
+
+
+def _stored(store, config, epoch_seconds, evaluate=7.0):
+    history = [{"epoch": i + 1, "loss": 1.0, "seconds": s} for i, s in enumerate(epoch_seconds)]
+    store.put(Result(config, {"clean_accuracy": 0.9}, history=history,
+                     provenance={"seconds": {"evaluate": evaluate,
+                                             "train_total": sum(epoch_seconds)}}))
+
+
+def test_unloaded_epoch_seconds_ignores_slow_epochs():
+    history = [{"seconds": s} for s in [2.0] * 8 + [9.0, 30.0]]
+    assert unloaded_epoch_seconds(history) == 2.0
+    assert unloaded_epoch_seconds([]) is None
+
+
+def test_stored_runs_of_the_same_cost_class_give_the_estimate(tmp_path):
+    store = ResultStore(tmp_path)
+    _stored(store, BASE.replace(seed=0), [3.0] * 10)
+    _stored(store, BASE.replace(seed=1, lr=1e-3), [5.0] * 10, evaluate=9.0)
+    asked = BASE.replace(seed=7, epochs=20, beta=3.0)      # cost-neutral changes
+    assert cost_class(asked) == cost_class(BASE)
+    e = estimate_seconds(asked, store, bench=None)
+    assert e.source == "stored runs (n=2)" and e.epoch_seconds == 4.0
+    assert e.seconds == pytest.approx(4.0 * 20 + 8.0)
+    other = estimate_seconds(BASE.replace(hidden=(128,)), store, bench=None)
+    assert other.source == "none" and math.isnan(other.seconds) and not other.known
+
+
+def test_benchmark_costs_are_used_and_rescaled_by_the_gemm_time(tmp_path):
+    bench = tmp_path / "results.json"
+    entry = {"step_seconds": 0.5, "refresh_seconds": 2.0, "evaluate_seconds": 30.0,
+             "step_gemm_units": 5.0, "refresh_gemm_units": 20.0, "evaluate_gemm_units": 300.0}
+    bench.write_text(json.dumps({"costs": {cost_class(BASE): entry}}))
+    e = estimate_seconds(BASE, None, bench=bench)
+    assert e.source == "benchmark" and e.seconds == pytest.approx((0.5 * 10 + 2.0) * 10 + 30.0)
+    half = estimate_seconds(BASE, None, bench=bench, gemm_seconds=0.05)  # a 2x faster GEMM
+    assert half.seconds == pytest.approx(e.seconds / 2)
+    _, total, unknown = grid_estimate([BASE, BASE.replace(hidden=(128,))], ResultStore(tmp_path / "s"),
+                                      bench=bench)
+    assert total == pytest.approx(e.seconds) and unknown == 1
+
+
+def test_list_and_status_summarize_every_grid(tmp_path, capsys):
+    assert cli.main(["list", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for grid in ("shallow", "deep", "alpha_sweep"):
+        assert grid in out
+    assert cli.main(["status", "--results", str(tmp_path)]) == 0
+    assert "CPU h to go" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--results", str(tmp_path)])       # run needs a grid
