@@ -28,6 +28,7 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -r requirements.lock
+	$(PIP) install -q --no-deps $$(sed -n 's/^# --no-deps: //p' requirements.lock)
 	$(PIP) install -q --no-deps -e .
 	touch $(STAMP)
 
