@@ -22,6 +22,7 @@ import datetime as dt
 import base64
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -306,6 +307,19 @@ def extract_figures(notebook: Any, folder: Path) -> list[Path]:
     return paths
 
 
+def _keep_failed(running: Path, failed: Path) -> Path | None:
+    """Move a failed execution's notebook to `failed` (None when none was written)."""
+    if not running.exists():
+        return None
+    os.replace(running, failed)
+    return failed
+
+
+def _last_good(notebook: Path) -> str:
+    return (f"\n  the last good execution is untouched: {notebook}" if notebook.exists()
+            else "")
+
+
 def execute_chapter(
     chapter: Chapter,
     parameters: dict[str, Any],
@@ -351,7 +365,10 @@ def execute_chapter(
         record.reused = True
         return record
 
-    record_path.unlink(missing_ok=True)
+    # Execute into a temporary file: the last good notebook, its record and its figures stay
+    # in place until this execution has succeeded; a failed one is kept beside them.
+    running_path = out_dir / f".{chapter.name}.running.ipynb"
+    failed_path = out_dir / f"{chapter.name}.failed.ipynb"
     notebook = jupytext.read(chapter.source)
     notebook.metadata["kernelspec"] = {
         "name": "python3",
@@ -363,7 +380,7 @@ def execute_chapter(
     try:
         executed = papermill.execute_notebook(
             notebook,
-            str(notebook_path),
+            str(running_path),
             parameters=actual,
             kernel_name="python3",
             cwd=str(cwd),
@@ -375,12 +392,19 @@ def execute_chapter(
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except PapermillExecutionError as error:
+        kept = _keep_failed(running_path, failed_path)
         raise ChapterError(
             f"{chapter.name}: cell {error.cell_index} (execution count {error.exec_count}) "
-            f"raised {error.ename}: {error.evalue}\n  see {notebook_path}"
+            f"raised {error.ename}: {error.evalue}\n  failed notebook: {kept}"
+            + _last_good(notebook_path)
         ) from None
     except Exception as error:  # kernel death, timeout, ...
-        raise ChapterError(f"{chapter.name}: {type(error).__name__}: {error}") from None
+        kept = _keep_failed(running_path, failed_path)
+        raise ChapterError(f"{chapter.name}: {type(error).__name__}: {error}"
+                           + (f"\n  failed notebook: {kept}" if kept else "")
+                           + _last_good(notebook_path)) from None
+    os.replace(running_path, notebook_path)
+    failed_path.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     figures = extract_figures(executed, out_dir / f"{chapter.name}_figures")
     record = ExecutionRecord(

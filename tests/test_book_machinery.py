@@ -338,3 +338,22 @@ def test_built_book_renders_its_tables_if_built():
     if not (html / "index.html").is_file():
         pytest.skip("no built book in _build/html")
     assert unrendered_tables(html) == []
+
+
+def test_a_failed_execution_never_overwrites_the_last_good_notebook(tiny_chapter, tmp_path):
+    from book_execute import ChapterError, ExecutionRecord, execute_chapter
+
+    chapter = tiny_chapter(extra="\nassert epochs != 13, 'the failing setting'")
+    out = tmp_path / "executed"
+    good = execute_chapter(chapter, {"epochs": 2}, profile="p", timeout=120, out_root=out)
+    notebook = out / "p" / "tiny.ipynb"
+    before = notebook.read_bytes()
+    with pytest.raises(ChapterError, match="failed notebook: .*tiny.failed.ipynb") as info:
+        execute_chapter(chapter, {"epochs": 13}, profile="p", timeout=120, out_root=out)
+    assert "last good execution is untouched" in str(info.value)
+    assert notebook.read_bytes() == before                     # the good notebook is intact
+    assert ExecutionRecord.load(out / "p" / "tiny.json").hash == good.hash
+    assert (out / "p" / "tiny.failed.ipynb").exists()
+    assert not (out / "p" / ".tiny.running.ipynb").exists()
+    execute_chapter(chapter, {"epochs": 3}, profile="p", timeout=120, out_root=out)
+    assert not (out / "p" / "tiny.failed.ipynb").exists()      # cleared by a success
