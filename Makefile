@@ -17,7 +17,7 @@ export MKL_NUM_THREADS ?= 2
 
 help:
 	@echo "make test    - create .venv, run library tests, validate every chapter (quick parameters), strict book build"
-	@echo "make book    - execute every chapter with the book's parameters and build HTML into _build/html"
+	@echo "make book    - execute every chapter with the book's parameters and build HTML into _build/html (FORCE=1: re-execute all)"
 	@echo "make chapter NAME=<chapter> PARAMS=params/quick.yml  - rerun one chapter through papermill"
 	@echo "             (TRAIN=1: train the runs the store lacks; without it the chapter stops and says what they cost)"
 	@echo "make bench   - speed benchmarks (benchmarks/results.json)"
@@ -41,7 +41,7 @@ test-book: venv
 	$(PY) scripts/book.py validate
 
 book: venv
-	$(PY) scripts/book.py build
+	$(PY) scripts/book.py build $(if $(FORCE),--force)
 
 chapter: venv
 	$(PY) scripts/book.py chapter $(NAME) --params $(PARAMS) $(if $(TRAIN),-p allow_training True)

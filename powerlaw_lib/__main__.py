@@ -24,6 +24,7 @@ import ast
 import inspect
 import sys
 
+from .config import describe, varying_fields
 from .grids import CHAPTER_GRIDS
 from .store import ResultStore
 
@@ -102,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.grid}: {len(configs) - len(missing)}/{len(configs)} stored in {store.path}; "
               f"{len(missing)} missing")
         estimates, total, unknown = grid_estimate(missing, store)
+        varying = varying_fields(configs)
         for c, e in zip(missing, estimates):
             cost = f"{e.seconds / 3600:5.2f} h ({e.source})" if e.known else "   ? h (no estimate)"
-            print(f"  missing {c.key}  {cost}  {c.label}")
+            print(f"  missing {c.key}  {cost}  {describe(c, varying)}")
             failure = store.failure(c)
             if failure:
                 print(f"    FAILED {failure['when']}: {failure['error']}: {failure['message']}")
@@ -114,11 +116,14 @@ def main(argv: list[str] | None = None) -> int:
                      if unknown else ""))
         return 0
     if args.command == "show":
+        varying = varying_fields(configs)
+        print(f"{len(configs)} runs; common to all: {configs[0].label.rsplit(' seed ', 1)[0]} "
+              f"(only the fields below differ)" if configs else "no runs")
         for c in configs:
             r = store.get(c)
             m = r.metrics if r else {}
             acc = f"{m['clean_accuracy']:.4f}" if r else "  -   "
-            print(f"{c.key}  acc={acc}  {c.label}")
+            print(f"{c.key}  acc={acc}  {describe(c, varying)}")
         return 0
     from .experiments import run_grid
 

@@ -182,6 +182,26 @@ class RunConfig:
         return f"{self.dataset} {arch} {reg} seed {self.seed}"
 
 
+def varying_fields(configs: list[RunConfig]) -> list[str]:
+    """Names of the fields whose value differs between some of `configs`, in field order."""
+    if not configs:
+        return []
+    first = configs[0]
+    return [f.name for f in fields(RunConfig)
+            if any(getattr(c, f.name) != getattr(first, f.name) for c in configs[1:])]
+
+
+def describe(config: RunConfig, names: list[str]) -> str:
+    """`name=value` for each of `names` (e.g. `varying_fields` of a grid), space-separated."""
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:g}"
+        if isinstance(v, tuple):
+            return "(" + ",".join(fmt(x) for x in v) + ")"
+        return str(v)
+    return " ".join(f"{n}={fmt(getattr(config, n))}" for n in names)
+
+
 # ------------------------------------------------------------------------------------------
 #: Fields added after results were first stored, with the value those results implicitly
 #: had. `to_dict` omits a field holding its legacy value and `from_dict` fills it in, so a

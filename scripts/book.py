@@ -240,6 +240,8 @@ def parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build", help="execute every chapter and build _build/html")
     build.add_argument("--params", type=Path, help="parameters file (default: chapter defaults)")
+    build.add_argument("--force", action="store_true", default=argparse.SUPPRESS,
+                       help="ignore cached executions (also accepted before the command)")
     build.set_defaults(run=command_build)
 
     chapter = commands.add_parser("chapter", help="execute one chapter")

@@ -357,3 +357,11 @@ def test_a_failed_execution_never_overwrites_the_last_good_notebook(tiny_chapter
     assert not (out / "p" / ".tiny.running.ipynb").exists()
     execute_chapter(chapter, {"epochs": 3}, profile="p", timeout=120, out_root=out)
     assert not (out / "p" / "tiny.failed.ipynb").exists()      # cleared by a success
+
+
+def test_force_is_accepted_before_and_after_the_build_command():
+    from book import parser
+
+    assert parser().parse_args(["--force", "build"]).force is True
+    assert parser().parse_args(["build", "--force"]).force is True
+    assert parser().parse_args(["build"]).force is False

@@ -63,3 +63,18 @@ def test_list_and_status_summarize_every_grid(tmp_path, capsys):
     assert "CPU h to go" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli.main(["run", "--results", str(tmp_path)])       # run needs a grid
+
+
+def test_show_and_status_tell_every_run_of_a_grid_apart(capsys):
+    from powerlaw_lib import grids
+    from powerlaw_lib.config import describe, varying_fields
+
+    configs = grids.shallow()
+    varying = varying_fields(configs)
+    assert {"batch_norm", "beta", "optimizer", "lr", "seed"} <= set(varying)
+    assert "hidden" not in varying and "dataset" not in varying
+    assert len({describe(c, varying) for c in configs}) == len(configs)
+    assert cli.main(["show", "shallow"]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    described = [line.split("  ", 2)[2] for line in lines]
+    assert len(described) == len(configs) == len(set(described))
