@@ -207,7 +207,29 @@ def chapter_parameters(
             "tagged 'parameters'"
         )
     checked = validate_parameters(defaults, values, chapter=f"{chapter.name} ({origin})")
+    check_grid_parameters(chapter.name, {**defaults, **checked}, origin)
     return _plain(checked)
+
+
+def check_grid_parameters(name: str, parameters: dict[str, Any], origin: str) -> None:
+    """Build the chapter's grid (`powerlaw_lib.grids.CHAPTER_GRIDS`) from its parameters.
+
+    A value every type check passes but `RunConfig` rejects (negative epochs, an unknown
+    optimizer or precision, width 0, ...) stops here, before any kernel starts, with
+    RunConfig's message naming the field. Chapters without a grid are left alone.
+    """
+    import inspect
+
+    from powerlaw_lib.grids import CHAPTER_GRIDS
+
+    grid = CHAPTER_GRIDS.get(name)
+    if grid is None:
+        return
+    accepted = inspect.signature(grid).parameters
+    try:
+        grid(**{k: v for k, v in parameters.items() if k in accepted and v is not ANY})
+    except (ValueError, TypeError) as error:
+        raise ValueError(f"{name} ({origin}): {error}") from None
 
 
 # -------------------------------------------------------------------------- hashing

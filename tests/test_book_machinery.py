@@ -365,3 +365,14 @@ def test_force_is_accepted_before_and_after_the_build_command():
     assert parser().parse_args(["--force", "build"]).force is True
     assert parser().parse_args(["build", "--force"]).force is True
     assert parser().parse_args(["build"]).force is False
+
+
+@pytest.mark.parametrize("name,value,field", [("epochs", "-3", "epochs"),
+                                              ("optimizer", "sgd", "optimizer"),
+                                              ("precision", "fp16", "precision"),
+                                              ("width", "0", "hidden")])
+def test_values_runconfig_rejects_stop_before_the_kernel(name, value, field):
+    chapter = Chapter(name="shallow", source=REPO / "book" / "shallow.md")
+    with pytest.raises(ValueError, match=rf"shallow \(parameters file\): .*RunConfig\.{field}"):
+        chapter_parameters(chapter, None, [(name, value)])
+    assert chapter_parameters(chapter, None, [("epochs", "3")]) == {"epochs": 3}
