@@ -249,15 +249,11 @@ class _DetachedLogits(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params = {name: p.detach() for name, p in self.model.named_parameters()}
         dtype = next(iter(params.values())).dtype if params else x.dtype
-        out = torch.func.functional_call(self.model, params, (x.to(dtype),))
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != x.shape[0]:
-            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-            raise ValueError(
-                f"model must return logits of shape [B, C] = [{x.shape[0]}, C], got {shape}"
-            )
-        return out.to(x.dtype)
+
+        def call(inputs: torch.Tensor):
+            return torch.func.functional_call(self.model, params, (inputs.to(dtype),))
+
+        return _logits(call, x).to(x.dtype)  # checks the [B, C] shape, takes tuple[0]
 
 
 def _build(
