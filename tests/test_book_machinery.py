@@ -376,3 +376,23 @@ def test_values_runconfig_rejects_stop_before_the_kernel(name, value, field):
     with pytest.raises(ValueError, match=rf"shallow \(parameters file\): .*RunConfig\.{field}"):
         chapter_parameters(chapter, None, [(name, value)])
     assert chapter_parameters(chapter, None, [("epochs", "3")]) == {"epochs": 3}
+
+
+@pytest.mark.parametrize("name", ["shallow", "deep", "alpha_sweep"])
+def test_a_chapters_parameter_defaults_are_its_grid_functions_defaults(name):
+    """Where a chapter exists for a grid, the two may never drift apart."""
+    import inspect
+
+    from powerlaw_lib.grids import CHAPTER_GRIDS
+
+    source = REPO / "book" / f"{name}.md"
+    if not source.exists():
+        pytest.skip(f"no chapter book/{name}.md yet")
+    defaults = read_parameter_defaults(source)
+    grid = inspect.signature(CHAPTER_GRIDS[name]).parameters
+    shared = sorted(set(defaults) & set(grid))
+    assert shared, "the chapter passes none of its grid's parameters"
+    for p in shared:
+        default = grid[p].default
+        expected = list(default) if isinstance(default, tuple) else default
+        assert defaults[p] == expected, f"{name}: parameter {p}"
