@@ -22,9 +22,8 @@ import torch
 from powerlaw_lib.config import RunConfig
 from powerlaw_lib.experiments import build
 from powerlaw_lib.hardware import keep_freed_memory
-from powerlaw_lib.regularizers import JacobianRegularizer
-from powerlaw_lib.training import (freeze_whitening, make_optimizer, make_regularizers,
-                                   refresh_eigenvectors, training_step)
+from powerlaw_lib.methods import Penalty, build_penalty
+from powerlaw_lib.training import freeze_whitening, make_optimizer, training_step
 
 from .reference_cnn import BaselineCNN
 from .timing import interleaved_medians
@@ -63,17 +62,15 @@ def step_seconds(method: str, implementation: str, batch: int, repeats: int = 3)
     config = CNN_METHODS[method].replace(batch_size=batch)
     model = build(config)
     freeze_whitening(model, x_tr)
-    regs = make_regularizers(config)
-    refresh_eigenvectors(model, regs, x_tr)
-    jac = (JacobianRegularizer(config.beta, config.jacobian_projections)
-           if config.regularizer == "jacobian" else None)
+    gen = torch.Generator().manual_seed(0)
+    penalty = build_penalty(config)
+    penalty.start_epoch(model, x_tr, gen)  # eq. 2: the eigenvectors on the training set
     net = model if implementation == "library" else _baseline_of(config, model)
     keep_freed_memory(implementation == "library")
     opt = make_optimizer(config, net)
-    gen = torch.Generator().manual_seed(0)
     xb, yb = x_tr[:batch], y_tr[:batch]
     return interleaved_medians(
-        {"step": lambda: training_step(net, opt, regs, xb, yb, jacobian=jac, generator=gen)},
+        {"step": lambda: training_step(net, opt, penalty, xb, yb)},
         repeats, warmup=1)["step"]
 
 
@@ -113,7 +110,8 @@ def cnn_pgd_figures(data: tuple[torch.Tensor, ...], eps_grid: tuple[float, ...],
     from powerlaw_lib.attacks import robust_accuracy
     from powerlaw_lib.data import subset
     from powerlaw_lib.evaluation import PGD_SUBSET_SEED
-    from powerlaw_lib.training import accuracy, train
+    from powerlaw_lib.inference import accuracy
+    from powerlaw_lib.training import train
 
     x_tr, y_tr, x_te, y_te = data
     warm = CNN_METHODS["vanilla"].replace(lr=1e-3, batch_size=500, epochs=1)
@@ -127,7 +125,7 @@ def cnn_pgd_figures(data: tuple[torch.Tensor, ...], eps_grid: tuple[float, ...],
     def epoch():  # the steps of one epoch at batch 6000 and the test accuracy, as `train` does
         opt_ = make_optimizer(grid, timed_model)
         for i in range(0, len(x_tr) - grid.batch_size + 1, grid.batch_size):
-            training_step(timed_model, opt_, {}, x_tr[i:i + grid.batch_size],
+            training_step(timed_model, opt_, Penalty(), x_tr[i:i + grid.batch_size],
                           y_tr[i:i + grid.batch_size])
         accuracy(timed_model, x_te, y_te)
 

@@ -23,9 +23,8 @@ from powerlaw_lib.config import RunConfig
 from powerlaw_lib.costs import cost_class
 from powerlaw_lib.experiments import build
 from powerlaw_lib.grids import CHAPTER_GRIDS
-from powerlaw_lib.regularizers import JacobianRegularizer
-from powerlaw_lib.training import (freeze_whitening, make_optimizer, make_regularizers,
-                                   refresh_eigenvectors, training_step)
+from powerlaw_lib.methods import build_penalty
+from powerlaw_lib.training import freeze_whitening, make_optimizer, training_step
 
 from .measures import gemm_callables
 from .timing import interleaved_medians
@@ -56,9 +55,7 @@ def cost_figures(config: RunConfig, x_tr: torch.Tensor, y_tr: torch.Tensor, n_te
     """Seconds (and GEMM multiples) per step, per refresh and per evaluation of `config`."""
     b = config.batch_size
     model = build(config)
-    regs = make_regularizers(config)
-    jac = (JacobianRegularizer(config.beta, config.jacobian_projections)
-           if config.regularizer == "jacobian" else None)
+    penalty = build_penalty(config)
     opt = make_optimizer(config, model)
     gen = torch.Generator().manual_seed(0)
     xb, yb = x_tr[:b], y_tr[:b]
@@ -67,10 +64,10 @@ def cost_figures(config: RunConfig, x_tr: torch.Tensor, y_tr: torch.Tensor, n_te
 
     def refresh():
         freeze_whitening(model, x_tr)
-        refresh_eigenvectors(model, regs, x_tr)
+        penalty.start_epoch(model, x_tr, gen)
 
     def step():
-        training_step(model, opt, regs, xb, yb, jacobian=jac, generator=gen)
+        training_step(model, opt, penalty, xb, yb)
 
     def attack_pass():  # one input-gradient pass on `chunk` images, eval mode
         model.eval()

@@ -19,8 +19,8 @@ from powerlaw_lib.config import TRAIN_SIZES, RunConfig
 from powerlaw_lib.data import subset
 from powerlaw_lib.experiments import build
 from powerlaw_lib.regularizers import SlopeRegularizer
-from powerlaw_lib.training import (make_optimizer, make_regularizers, refresh_eigenvectors,
-                                   train, training_step)
+from powerlaw_lib.methods import LayerPenalty, build_penalty, refresh_eigenvectors
+from powerlaw_lib.training import make_optimizer, train, training_step
 
 from .flops import loop_step_flops, spectral_epoch_flops, spectral_step_flops
 from .reference import LoopSpectralPenalty
@@ -101,7 +101,7 @@ def step_figures(config: RunConfig, x_ref: torch.Tensor, xb: torch.Tensor, yb: t
     figures are None otherwise) and an unregularized float32 step.
     """
     model = build(config)
-    regs = make_regularizers(config)
+    regs = build_penalty(config).regularizers  # layer -> SpectralRegularizer
     refresh_eigenvectors(model, regs, x_ref, "fp32")
     loop_regs = {l: LoopSpectralPenalty(r.basis.eigenvectors, config.alpha, config.tau, config.beta)
                  for l, r in regs.items()}
@@ -117,7 +117,7 @@ def step_figures(config: RunConfig, x_ref: torch.Tensor, xb: torch.Tensor, yb: t
         m = copy.deepcopy(model)
         opt = make_optimizer(config, m)
         variants[name] = (lambda m=m, opt=opt, r=r, p=precision:
-                          training_step(m, opt, r, xb, yb, p))
+                          training_step(m, opt, LayerPenalty(r, p), xb, yb, p))
     gemm = gemm_callables()
     t = interleaved_medians({**variants, "gemm_fp32": gemm["fp32"]}, repeats, warmup=1)
     widths = [config.hidden_widths[l - 1] for l in config.reg_layers]
@@ -177,7 +177,8 @@ def slope_step_figures(config: RunConfig, layers: tuple[int, ...], xb: torch.Ten
                        ("plain", {})):
         m = copy.deepcopy(model)
         opt = make_optimizer(config, m)
-        variants[name] = (lambda m=m, opt=opt, r=regs: training_step(m, opt, r, xb, yb, "fp32"))
+        variants[name] = (lambda m=m, opt=opt, r=regs:
+                          training_step(m, opt, LayerPenalty(r), xb, yb, "fp32"))
     t = interleaved_medians(variants, repeats, warmup=1)
     amortised = ((restart_every - 1) * t["slope"] + t["slope_cold"]) / restart_every
     return {
@@ -235,7 +236,7 @@ def refresh_figures(config: RunConfig, x_tr: torch.Tensor, repeats: int = 2, bf1
                     ) -> dict[str, float | None]:
     """The per-epoch refresh alone (forward over the training set, covariance, eigh)."""
     model = build(config)
-    regs = make_regularizers(config)
+    regs = build_penalty(config).regularizers
     precisions = _precisions(bf16)
     t = interleaved_medians({p: (lambda p=p: refresh_eigenvectors(model, regs, x_tr, p))
                              for p in precisions}, repeats, warmup=0)

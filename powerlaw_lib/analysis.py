@@ -1,44 +1,92 @@
 """Summaries of stored results for the chapters: methods, seeds, curves and claims.
 
-A *method* is everything in a config except the seed; the chapters compare methods by the
-mean ± sd over seeds of a metric, and call a claim "held" when the difference of the means
+A *method* is every training field of a config except the seed (`method_key`); the
+chapters compare methods by the mean ± sd over seeds of a metric, and call a claim "held" when the difference of the means
 exceeds twice its standard error (Welch: sqrt(sd_a²/n_a + sd_b²/n_b)) -- with 3 seeds a
 deliberately simple, stated criterion rather than a significance test.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .config import RunConfig
+from .config import EVALUATION_FIELDS, RunConfig
+from .methods import METHOD_FIELDS, format_value
 from .store import Result
 
 
+#: Training fields that are not a method's and not the seed, in field order.
+_OTHER_TRAINING_FIELDS = tuple(
+    f.name for f in dataclasses.fields(RunConfig)
+    if f.name not in EVALUATION_FIELDS and f.name not in METHOD_FIELDS
+    and f.name not in ("regularizer", "seed"))
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+
+
+def _field_text(name: str, value) -> str:
+    """How a non-method training field reads in a label ('no BN', '+whitening after h2')."""
+    if name == "batch_norm":
+        return "BN" if value else "no BN"
+    if name == "whiten_after":
+        return "no whitening" if value is None else f"+whitening after h{value}"
+    return f"{name}={format_value(value)}"
+
+
 def method_key(config: RunConfig) -> str:
-    """Short name of a config's method (seed excluded), e.g. 'vanilla', 'specreg β=2'."""
-    if config.regularizer == "none":
-        name = "vanilla"
-    elif config.regularizer == "spectral":
-        name = f"specreg β={config.beta:g}"
-        if config.alpha != 1.0:
-            name += f" α={config.alpha:g}"
-    else:
-        name = f"{config.regularizer} β={config.beta:g}"
-    if config.whiten_after:
-        name += " +whitening"
-    return name
+    """The identity of a config's method: every training field except the seed.
+
+    The method's label with all the fields it reads, then each other training field that
+    is not at its default, e.g. 'SpecReg β=2 α=1 layers=[1] τ=10 | lr=0.001 ...'. Two
+    configs share a method key exactly when they differ only in the seed (or in how they
+    are evaluated).
+    """
+    method = config.method
+    own = method.describe(config, fields=method.fields)
+    other = [_field_text(n, getattr(config, n)) for n in _OTHER_TRAINING_FIELDS
+             if getattr(config, n) != _DEFAULTS[n]]
+    return " | ".join([own, *other]) if other else own
+
+
+def method_labels(configs: Iterable[RunConfig]) -> dict[str, str]:
+    """Short display label of each method among `configs`: method key -> label.
+
+    A label is the method's display label, the fields it reads that vary among the configs of
+    that method, and the other training fields (seed aside) that vary among all `configs`
+    ('vanilla', 'SpecReg β=2', 'SpecReg β=2 no BN'). Distinct methods get distinct labels.
+    """
+    configs = list(configs)
+    by_key: dict[str, RunConfig] = {}
+    for c in configs:
+        by_key.setdefault(method_key(c), c)
+    reps = list(by_key.values())
+    other = [n for n in _OTHER_TRAINING_FIELDS
+             if len({getattr(c, n) for c in reps}) > 1]
+    labels = {}
+    for key, c in by_key.items():
+        same = [r for r in reps if r.regularizer == c.regularizer]
+        own = tuple(n for n in c.method.fields if len({getattr(r, n) for r in same}) > 1)
+        parts = [c.method.describe(c, fields=own)]
+        parts += [_field_text(n, getattr(c, n)) for n in other]
+        labels[key] = " ".join(p for p in parts if p)
+    return labels
 
 
 def group_by_method(results: Iterable[Result], where: Callable[[RunConfig], bool] = lambda c: True
                     ) -> dict[str, list[Result]]:
-    """Results whose config passes `where`, grouped by `method_key`, seeds sorted."""
+    """Results whose config passes `where`, grouped by method, seeds sorted.
+
+    Keys are the methods' short labels among the selected results (`method_labels`), in
+    order of first appearance.
+    """
+    chosen = [r for r in results if where(r.config)]
+    labels = method_labels(r.config for r in chosen)
     groups: dict[str, list[Result]] = {}
-    for r in results:
-        if where(r.config):
-            groups.setdefault(method_key(r.config), []).append(r)
+    for r in chosen:
+        groups.setdefault(labels[method_key(r.config)], []).append(r)
     return {k: sorted(v, key=lambda r: r.config.seed) for k, v in groups.items()}
 
 

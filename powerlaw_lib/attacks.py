@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .validation import check_int, check_nonnegative as _check_nonnegative
+
 __all__ = [
     "RobustCurve",
     "fgsm",
@@ -56,13 +58,6 @@ _NAMED_ATTACKS = ("fgsm", "pgd", "noise")
 # ----------------------------------------------------------------------------- validation
 
 
-def _check_nonnegative(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return value
-
-
 def _check_steps(steps: int) -> int:
     if isinstance(steps, bool) or int(steps) != steps or steps < 0:
         raise ValueError(f"steps must be an integer >= 0, got {steps}")
@@ -74,12 +69,6 @@ def _check_step_size(step_size: float) -> float:
     if not math.isfinite(step_size) or step_size <= 0:
         raise ValueError(f"step_size must be a finite number > 0, got {step_size}")
     return step_size
-
-
-def _check_positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value}")
-    return int(value)
 
 
 def _model_dtype_device(model: nn.Module) -> tuple[torch.dtype, torch.device]:
@@ -382,10 +371,10 @@ def pgd_restarts(
         True where the image survived every restart.
     """
     eps = _check_nonnegative("eps", eps)
-    restarts = _check_positive_int("restarts", restarts)
+    restarts = check_int("restarts", restarts)
     steps = _check_steps(steps)
     step_size = _check_step_size(step_size)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size)
     x = _as_input(x, model)
     y = _as_labels(y, x)
     robust = _predict(model, x, batch_size) == y  # [B]
@@ -552,7 +541,7 @@ def robust_accuracy_curve(
     """
     attack = _resolve_attack(attack)
     grid = _check_eps_grid(eps_grid)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size)
     x = _as_input(x, model)
     y = _as_labels(y, x)
     if attack == "pgd":
@@ -601,7 +590,7 @@ def robust_accuracy_naive(
     """
     attack = _resolve_attack(attack)
     grid = _check_eps_grid(eps_grid)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size)
     x = _as_input(x, model)
     y = _as_labels(y, x)
     return _accuracy_per_eps(model, x, y, attack, grid, batch_size, generator, attack_kwargs)

@@ -80,7 +80,6 @@ from .attacks import (
     _as_labels,
     _check_eps_grid,
     _check_nonnegative,
-    _check_positive_int,
     _logits,
     _pgd_until_found,
     _predict,
@@ -88,6 +87,7 @@ from .attacks import (
     fgsm,
 )
 from .models import Whitening
+from .validation import check_int
 
 __all__ = [
     "ATTACKS",
@@ -308,7 +308,7 @@ def _wrapped(
     options["seed"] = _check_seed(options["seed"])
     for key in ("steps", "n_queries"):
         if key in options:
-            options[key] = _check_positive_int(key, options[key])
+            options[key] = check_int(key, options[key])
     n_classes = _n_classes(model, x)
     if name == "apgd-t" and n_classes < 4:
         raise ValueError(f"model must return at least 4 logits for apgd-t (targeted DLR loss), "
@@ -591,10 +591,10 @@ def audit_accuracy(
     """
     names = _check_attacks(attacks)
     grid = _check_eps_grid(eps_grid)
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size)
     seed = _check_seed(seed)
-    steps = _check_positive_int("steps", steps)
-    n_queries = _check_positive_int("n_queries", n_queries)
+    steps = check_int("steps", steps)
+    n_queries = check_int("n_queries", n_queries)
     _check_model(model)
     x = _check_images(_as_input(x, model))
     y = _as_labels(y, x)

@@ -15,8 +15,11 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Mapping
+
+from . import methods
+from .validation import check_field as _check, is_int as _is_int
 
 #: Perturbation grid of Nassar et al. 2020, Fig. 2 (L∞, pixel values in [0, 1]): 0, 0.02, ...,
 #: 0.2, plus 0.05, one of the two ε at which the chapters tabulate robust accuracy.
@@ -34,7 +37,6 @@ DATASETS = {  # name -> (channels, height, width, n_classes)
 TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 40_000}
 ARCHS = ("mlp", "cnn")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
-REGULARIZERS = ("none", "spectral", "slope", "slope-mse", "jacobian")
 OPTIMIZERS = ("adam", "amsgrad")
 PRECISIONS = ("fp32", "bf16")
 CNN_CHANNELS = (16, 32)
@@ -55,7 +57,8 @@ class RunConfig:
     batch_norm: bool = True                # MLP: BatchNorm1d after each hidden activation
     whiten_after: int | None = None        # 1-based hidden layer followed by a Whitening layer
     # --- regularizer ----------------------------------------------------------------------
-    regularizer: str = "none"              # "none" | "spectral" | "slope" | "slope-mse" | "jacobian"
+    regularizer: str = "none"              # a method of the registry (`methods.names()`):
+                                           # "none" | "spectral" | "slope" | "slope-mse" | "jacobian"
     reg_layers: tuple[int, ...] = ()       # 1-based hidden layers regularized (spectral, slope*)
     alpha: float = 1.0                     # target exponent: γ_n ∝ n^-α
     layer_alphas: tuple[float, ...] = ()   # spectral: one α per entry of reg_layers (overrides α)
@@ -159,8 +162,13 @@ class RunConfig:
         return (*widths, self.hidden[0])
 
     @property
+    def method(self) -> methods.Method:
+        """The registered method named by `regularizer`."""
+        return methods.get(self.regularizer)
+
+    @property
     def regularized_layers(self) -> tuple[int, ...]:
-        return self.reg_layers if self.regularizer in ("spectral", "slope", "slope-mse") else ()
+        return self.reg_layers if self.method.layered else ()
 
     @property
     def alphas(self) -> dict[int, float]:
@@ -170,16 +178,16 @@ class RunConfig:
 
     @property
     def label(self) -> str:
-        """Short human-readable description, e.g. 'mlp2000-bn spectral β=2 seed 0'."""
+        """Short human-readable description, e.g.
+        'mnist mlp2000-bn SpecReg layers=[1] α=1 τ=10 β=2 seed 0'."""
+        return f"{self.dataset} {self.arch_label} {self.method.describe(self)} seed {self.seed}"
+
+    @property
+    def arch_label(self) -> str:
+        """The network in a few characters, e.g. 'mlp1000x1000x1000-wh2', 'cnn'."""
         arch = "cnn" if self.arch == "cnn" else "mlp" + "x".join(map(str, self.hidden))
         arch += "-bn" if self.batch_norm and self.arch == "mlp" else ""
-        arch += f"-wh{self.whiten_after}" if self.whiten_after else ""
-        reg = "vanilla" if self.regularizer == "none" else f"{self.regularizer} β={self.beta:g}"
-        if self.regularizer in ("spectral", "slope", "slope-mse"):
-            alpha = ",".join(f"{a:g}" for a in self.layer_alphas) if self.layer_alphas \
-                else f"{self.alpha:g}"
-            reg += f" α={alpha} layers={list(self.reg_layers)}"
-        return f"{self.dataset} {arch} {reg} seed {self.seed}"
+        return arch + (f"-wh{self.whiten_after}" if self.whiten_after else "")
 
 
 def varying_fields(configs: list[RunConfig]) -> list[str]:
@@ -208,9 +216,6 @@ def describe(config: RunConfig, names: list[str]) -> str:
 #: stored result keeps its key; any other value enters the key as usual.
 LEGACY_VALUES: dict[str, Any] = {"strength_sampling": "first", "layer_alphas": (),
                                  "slope_method": "subspace"}
-SLOPE_METHODS = ("subspace", "exact")
-#: Eigenvectors tracked by the "subspace" slope method (regularizers.SlopeRegularizer).
-SLOPE_SUBSPACE = 128
 STRENGTH_SAMPLINGS = ("random", "first")
 #: Fields that say how a trained model is evaluated, not how it is trained. `test_subset`
 #: is one: it changes the per-epoch test accuracy recorded in the history, not the weights.
@@ -256,18 +261,22 @@ def _coerce(cfg: RunConfig) -> None:
         _set(cfg, name, items)
 
 
-def reg_layers_of(c: RunConfig, *regularizers: str) -> tuple[int, ...]:
-    """The regularized layers of `c` when its regularizer is one of `regularizers`."""
-    return c.regularized_layers if c.regularizer in regularizers else ()
+_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
 
 
-def _check(cond: bool, name: str, allowed: str, value: Any) -> None:
-    if not cond:
-        raise ValueError(f"RunConfig.{name}={value!r} is invalid: allowed {allowed}")
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+def _validate_method(c: RunConfig) -> None:
+    """The method's own checks, and every method field it does not read at its default."""
+    _check(c.regularizer in methods.names(), "regularizer", f"one of {methods.names()}",
+           c.regularizer)
+    method = c.method
+    for name in methods.METHOD_FIELDS:
+        if name not in method.fields:
+            _check(getattr(c, name) == _DEFAULTS[name], name,
+                   f"{_DEFAULTS[name]!r} (the default) when regularizer={c.regularizer!r}, "
+                   f"which does not read it", getattr(c, name))
+    _check(c.alpha > 0, "alpha", "alpha > 0", c.alpha)
+    _check(c.beta >= 0, "beta", "beta >= 0", c.beta)
+    method.validate(c)
 
 
 def _validate(c: RunConfig) -> None:
@@ -289,39 +298,8 @@ def _validate(c: RunConfig) -> None:
                f"None or {len(CNN_CHANNELS)} (the last conv layer) for the CNN", c.whiten_after)
         _check(not c.batch_norm, "batch_norm", "False for the CNN (Nassar et al. use none)",
                c.batch_norm)
-    _check(c.regularizer in REGULARIZERS, "regularizer", f"one of {REGULARIZERS}", c.regularizer)
-    layered = c.regularizer in ("spectral", "slope", "slope-mse")
-    if layered:
-        _check(len(c.reg_layers) >= 1 and all(1 <= l <= depth for l in c.reg_layers)
-               and len(set(c.reg_layers)) == len(c.reg_layers), "reg_layers",
-               f"distinct hidden layer indices in 1..{depth} (at least one)", c.reg_layers)
-    else:
-        _check(c.reg_layers == (), "reg_layers", f"() when regularizer={c.regularizer!r}",
-               c.reg_layers)
-    _check(c.alpha > 0, "alpha", "alpha > 0", c.alpha)
-    _check(c.layer_alphas == () or (c.regularizer == "spectral"
-                                    and len(c.layer_alphas) == len(c.reg_layers)
-                                    and all(a > 0 for a in c.layer_alphas)), "layer_alphas",
-           "() or, for regularizer='spectral', one α > 0 per entry of reg_layers",
-           c.layer_alphas)
-    _check(c.beta >= 0, "beta", "beta >= 0", c.beta)
+    _validate_method(c)
     widths = c.hidden_widths
-    reg_widths = [widths[l - 1] for l in c.regularized_layers]
-    _check(_is_int(c.tau) and c.tau >= 1 and all(c.tau < w for w in reg_widths), "tau",
-           f"an integer in 1..{min(reg_widths, default=10**9) - 1} (below every regularized width)",
-           c.tau)
-    lo_hi = c.slope_ranks
-    _check(len(lo_hi) == 2 and 1 <= lo_hi[0] < lo_hi[1] - 1
-           and all(lo_hi[1] <= w for w in reg_widths), "slope_ranks",
-           "(lo, hi) with 1 <= lo < hi - 1 and hi <= every regularized width", lo_hi)
-    _check(c.slope_method in SLOPE_METHODS, "slope_method", f"one of {SLOPE_METHODS}",
-           c.slope_method)
-    slope_widths = [widths[l - 1] for l in reg_layers_of(c, "slope", "slope-mse")]
-    _check(c.slope_method != "subspace" or all(w >= SLOPE_SUBSPACE for w in slope_widths),
-           "slope_method", f"'exact' for slope-regularized layers narrower than "
-           f"{SLOPE_SUBSPACE} (the eigenvectors 'subspace' tracks)", c.slope_method)
-    _check(_is_int(c.jacobian_projections) and c.jacobian_projections >= 1,
-           "jacobian_projections", "an integer >= 1", c.jacobian_projections)
     _check(c.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", c.optimizer)
     _check(0 < c.lr <= 1, "lr", "0 < lr <= 1", c.lr)
     _check(_is_int(c.epochs) and c.epochs >= 1, "epochs", "an integer >= 1", c.epochs)
@@ -329,14 +307,10 @@ def _validate(c: RunConfig) -> None:
     _check(c.precision in PRECISIONS, "precision", f"one of {PRECISIONS}", c.precision)
     _check(_is_int(c.batch_size) and c.batch_size >= 2, "batch_size", "an integer >= 2",
            c.batch_size)
-    # What each method needs of the batch: eq. 2 (batch covariance of a regularized layer)
-    # and whitening (Cholesky of a whitened layer's batch covariance) a batch wider than
-    # that layer; the slope fit only a batch spectrum without zeros up to rank hi.
-    needs = [(widths[l - 1], f"the width of regularized layer {l} (eq. 2 needs a batch "
-                             "wider than the layer)") for l in reg_layers_of(c, "spectral")]
-    needs += [(c.slope_ranks[1], f"slope_ranks[1] = {c.slope_ranks[1]} (the slope fit needs "
-                                 "a batch spectrum without zeros up to that rank)")
-              for _ in reg_layers_of(c, "slope", "slope-mse")[:1]]
+    # What the method needs of the batch (eq. 2: wider than each regularized layer; the
+    # slope fit: a spectrum without zeros up to its last rank), and whitening (Cholesky of
+    # the whitened layer's batch covariance) a batch wider than that layer.
+    needs = c.method.batch_needs(c)
     if c.whiten_after:
         needs.append((widths[c.whiten_after - 1], f"the width of whitened layer "
                                                   f"{c.whiten_after}"))

@@ -82,12 +82,9 @@ def _stored_index(store: ResultStore) -> dict[str, list[tuple[float, float]]]:
 
 def cost_label(config: RunConfig) -> str:
     """A config's label without what does not change its cost (seed, α, β, τ, lr)."""
-    arch = "cnn" if config.arch == "cnn" else "mlp" + "x".join(map(str, config.hidden))
-    arch += "-bn" if config.batch_norm and config.arch == "mlp" else ""
-    arch += f"-wh{config.whiten_after}" if config.whiten_after else ""
-    method = config.regularizer if config.regularizer != "none" else "vanilla"
     layers = f" layers={list(config.reg_layers)}" if config.reg_layers else ""
-    return f"{config.dataset} {arch} {method}{layers} batch {config.batch_size}"
+    return (f"{config.dataset} {config.arch_label} {config.method.label}{layers} "
+            f"batch {config.batch_size}")
 
 
 def _bench_costs(path: Path) -> dict[str, dict]:

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from . import methods
 from .config import RunConfig
 from .experiments import build, load_data, seed_everything
 from .regularizers import SpectralRegularizer, spectral_penalty
 from .spectrum import covariance
-from .training import refresh_eigenvectors, train
+from .methods import refresh_eigenvectors
+from .training import train
 
 PROBE_SEED = 12345
 
@@ -70,7 +72,7 @@ def track_rayleigh_quotients(config: RunConfig, probe_batches: int = 2) -> Rayle
     size, pushed through a copy of the model in training mode (as in a training step, so
     batch norm uses batch statistics) without touching the model being trained.
     """
-    if config.regularizer != "spectral":
+    if not isinstance(config.method, methods.spectral.Spectral):
         raise ValueError("config.regularizer must be 'spectral' to track its Rayleigh quotients")
     seed_everything(config.seed)
     x_tr, y_tr, x_te, y_te = load_data(config)
@@ -83,11 +85,11 @@ def track_rayleigh_quotients(config: RunConfig, probe_batches: int = 2) -> Rayle
     rows: list[np.ndarray] = []
     last: dict[str, np.ndarray] = {}
 
-    def measure(_epoch: int, trained: torch.nn.Module, regs: dict) -> None:
+    def measure(_epoch: int, trained: torch.nn.Module, penalty) -> None:
         probe_model = copy.deepcopy(trained)      # training-mode forward must not touch BN stats
         fresh = SpectralRegularizer(config.alpha, config.tau, config.beta)
         refresh_eigenvectors(probe_model, {layer: fresh}, x_tr, config.precision)
-        stale = regs[layer]
+        stale = penalty.regularizers[layer]  # refreshed at this epoch's start
         vals = []
         probe_model.train()
         with torch.no_grad():

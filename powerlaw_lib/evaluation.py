@@ -19,7 +19,7 @@ from .config import RunConfig
 from .data import subset
 from .models import Whitening
 from .spectrum import covariance, effective_dimension, eigh_descending, fit_power_law
-from .training import accuracy, hidden_representations
+from .inference import accuracy, hidden_representations
 
 #: Stringer et al. 2019 fit range (1-based inclusive ranks), clipped to the spectrum length.
 FIT_RANKS = (11, 500)
@@ -31,6 +31,15 @@ NOISE_SEED = 0
 #: Seed of the attack-strength check's random sample of the PGD subset.
 STRENGTH_SUBSET_SEED = 1
 SENSITIVITY_BATCH = 2000
+
+
+def metric_name(attack: str, eps: float) -> str:
+    """Key of a result's accuracy under `attack` at size ε, e.g. 'pgd_accuracy@0.05'.
+
+    attack: "fgsm", "pgd" (the curves' points), or "strength_pgd" / "strength_restarts"
+    (the attack-strength check: PGD as in the curves, and PGD with restarts).
+    """
+    return f"{attack}_accuracy@{eps:g}"
 
 
 def has_batch_coupling(model: nn.Module) -> bool:
@@ -110,8 +119,8 @@ def attack_strength_check(model: nn.Module, config: RunConfig, x: torch.Tensor, 
         survived = pgd_restarts(model, x, y, eps, config.strength_restarts,
                                 steps=config.strength_steps, step_size=config.pgd_step_size,
                                 generator=gen, batch_size=chunk)
-        out[f"strength_pgd_accuracy@{eps:g}"] = float(acc)
-        out[f"strength_restarts_accuracy@{eps:g}"] = float(np.mean(survived))
+        out[metric_name("strength_pgd", eps)] = float(acc)
+        out[metric_name("strength_restarts", eps)] = float(np.mean(survived))
     return out
 
 
@@ -155,7 +164,7 @@ def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: 
         generator=torch.Generator().manual_seed(NOISE_SEED)).tolist()
     for name, grid in (("fgsm", config.fgsm_eps), ("pgd", config.pgd_eps)):
         for eps, acc in zip(grid, curves[name]):
-            metrics[f"{name}_accuracy@{eps:g}"] = float(acc)
+            metrics[metric_name(name, eps)] = float(acc)
     metrics.update(attack_strength_check(model, config, x_pgd, y_pgd, chunk, ra))
     # --- sensitivity maps of the last hidden layer -----------------------------------------
     sens: list = []

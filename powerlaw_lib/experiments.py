@@ -23,10 +23,12 @@ from . import __version__
 from .config import RunConfig
 from .data import load, load_cifar10_official_test, subset
 from .evaluation import evaluate
+from .executors import LocalExecutor, as_executor
 from .model_cache import ModelCache
 from .models import build_model
 from .store import Result, ResultStore
-from .training import accuracy, train
+from .inference import accuracy
+from .training import train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Fixed seed of the train/test subsets: every run of a grid sees the same images.
@@ -194,10 +196,21 @@ def _run_recording_failure(config: RunConfig, store: ResultStore, progress: bool
     return None
 
 
-def _run_task(config_dict: dict, store_path: str) -> str | None:
-    """Executor task: run one config; None, or the error message (recorded in the store)."""
-    return _run_recording_failure(RunConfig.from_dict(config_dict), ResultStore(store_path),
-                                  progress=False)
+def _run_task(config_dict: dict, store_path: str, progress: bool = False) -> str | None:
+    """Executor task: run one config; None, or the error message (recorded in the store).
+
+    Plain arguments (a dict, a path), so that the task pickles to any Dask worker.
+    """
+    config = RunConfig.from_dict(config_dict)
+    error = _run_recording_failure(config, ResultStore(store_path), progress)
+    if progress and error:
+        print(f"  FAILED: {error} (recorded; the grid goes on)", flush=True)
+    return error
+
+
+def _task_label(config_dict: dict) -> str:
+    config = RunConfig.from_dict(config_dict)
+    return f"{config.label}  ({config.key})"
 
 
 class TrainingNotAllowedError(RuntimeError):
@@ -232,10 +245,11 @@ def run_grid(configs: Iterable[RunConfig], store: ResultStore | str | os.PathLik
              ) -> list[Result]:
     """Results of all `configs` (same order): cached ones loaded, missing ones run.
 
-    executor: None runs the missing configs one after another in this process (the runs
-    use both cores each, so that is also the fastest choice on a small machine); a
-    `distributed.Client` or a scheduler address ("tcp://...") runs them on a Dask cluster,
-    every worker writing into the same store folder.
+    executor: where the missing configs run (`executors`): None or a `LocalExecutor` runs
+    them one after another in this process (the runs use both cores each, so that is also
+    the fastest choice on a small machine); a `DaskExecutor`, a `distributed.Client` or a
+    scheduler address ("tcp://...") runs them on a Dask cluster, every worker writing into
+    the same store folder.
 
     `allow_training=False` (the chapters' default) raises `TrainingNotAllowedError`, before
     anything runs, when a missing config would have to be trained (its model is not in the
@@ -250,19 +264,10 @@ def run_grid(configs: Iterable[RunConfig], store: ResultStore | str | os.PathLik
     missing = store.missing(configs)
     if not allow_training:
         check_training_allowed(missing, store)
-    if missing and executor is not None:
-        from .executors import dask_map
-
-        errors = dask_map(_run_task, [c.to_dict() for c in missing], str(store.path),
-                          executor=executor)
-    else:
-        errors = []
-        for i, c in enumerate(missing):
-            if progress:
-                print(f"[{i + 1}/{len(missing)}] {c.label}  ({c.key})", flush=True)
-            errors.append(_run_recording_failure(c, store, progress))
-            if progress and errors[-1]:
-                print(f"  FAILED: {errors[-1]} (recorded; the grid goes on)", flush=True)
+    runner = as_executor(executor, progress)
+    local = isinstance(runner, LocalExecutor)
+    errors = runner.map(_run_task, [c.to_dict() for c in missing], str(store.path),
+                        progress and local, describe=_task_label) if missing else []
     failures = [(c, e) for c, e in zip(missing, errors) if e]
     if failures:
         raise GridRunError(failures)
@@ -271,21 +276,3 @@ def run_grid(configs: Iterable[RunConfig], store: ResultStore | str | os.PathLik
     if absent:
         raise RuntimeError(f"runs missing from {store.path} after run_grid: {absent}")
     return results
-
-
-def results_table(results: Sequence[Result], metrics: Sequence[str],
-                  by: Sequence[str] = ("regularizer", "beta")) -> list[dict[str, Any]]:
-    """Mean and sd over seeds of `metrics`, grouped by the config fields `by`."""
-    groups: dict[tuple, list[Result]] = {}
-    for r in results:
-        groups.setdefault(tuple(getattr(r.config, f) for f in by), []).append(r)
-    rows = []
-    for key, rs in groups.items():
-        row: dict[str, Any] = dict(zip(by, key))
-        row["n_seeds"] = len(rs)
-        for m in metrics:
-            vals = np.array([r.metrics[m] for r in rs if m in r.metrics], dtype=float)
-            row[m] = float(vals.mean()) if vals.size else float("nan")
-            row[m + "_sd"] = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
-        rows.append(row)
-    return rows

@@ -61,9 +61,19 @@ def shallow(seeds: Sequence[int] = (0, 1, 2), epochs: int = 50,
             configs += [base.replace(batch_norm=bn, seed=seed, regularizer="spectral",
                                      reg_layers=(1,), alpha=1.0, tau=10, beta=float(b))
                         for b in bs]
-    configs += [base.replace(batch_norm=True, seed=s, optimizer="adam", lr=1e-4)
-                for s in text_lr_check]
+    configs += [base.replace(batch_norm=True, seed=s, **TEXT_LR_CHECK) for s in text_lr_check]
     return configs
+
+
+#: The optimizer of the paper's text for §4.1, run as a check beside the authors' code's.
+TEXT_LR_CHECK = {"optimizer": "adam", "lr": 1e-4}
+
+
+def is_text_lr_check(config: RunConfig, lr: float = 1e-3, optimizer: str = "amsgrad") -> bool:
+    """Is `config` one of `shallow`'s learning-rate check runs (not a main run at `lr`,
+    `optimizer`)? A main run at the text's own setting is not a check run."""
+    main = config.lr == lr and config.optimizer == optimizer
+    return not main and all(getattr(config, k) == v for k, v in TEXT_LR_CHECK.items())
 
 
 #: The deep chapter's SpecReg variants with a β chosen from `selection_betas` (see `deep`).
@@ -74,17 +84,18 @@ DEEP_CHOSEN_BETAS: dict[str, float] = {}
 
 
 def deep_variant(config: RunConfig) -> str:
-    """Name of the deep chapter's variant that `config` belongs to (seed and β excluded)."""
+    """Name of the deep chapter's variant that `config` belongs to (seed and β excluded):
+    the method's label, for a layered method which layers ("-last", "-all", with α
+    decreasing over depth "-all-decreasing"), and "-wh" when whitened."""
     wh = "-wh" if config.whiten_after else ""
-    if config.regularizer == "none":
-        return "vanilla" + wh
-    if config.regularizer == "jacobian":
-        return "jacobian" + wh
+    name = config.method.label.lower()
+    if not config.method.layered:
+        return name + wh
     depth = len(config.hidden_widths)
-    if config.regularizer == "spectral" and config.reg_layers == (depth,):
-        return "specreg-last" + wh
-    if config.regularizer == "spectral" and config.reg_layers == tuple(range(1, depth + 1)):
-        return ("specreg-all-decreasing" if config.layer_alphas else "specreg-all") + wh
+    if config.reg_layers == (depth,):
+        return f"{name}-last{wh}"
+    if config.reg_layers == tuple(range(1, depth + 1)):
+        return f"{name}-all{'-decreasing' if config.layer_alphas else ''}{wh}"
     raise ValueError(f"{config.label} is not a variant of the deep chapter")
 
 

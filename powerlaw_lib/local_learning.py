@@ -77,6 +77,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .validation import check_int as _check_int
+
 __all__ = [
     "PAPER_SETTINGS",
     "Convergence",
@@ -105,17 +107,6 @@ _CHUNK = 5000
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    if not _is_int(value) or value < low or (high is not None and value > high):  # type: ignore[operator]
-        allowed = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} must be an integer {allowed}, got {value!r}")
-    return int(value)  # type: ignore[arg-type]
 
 
 def _check_real(name: str, value: object, low: float, *, strict: bool = False,

@@ -25,11 +25,12 @@ Use :func:`build_model` to construct a model from configuration fields.
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Sequence
 
 import torch
 from torch import nn
+
+from .validation import check_int as _check_positive_int, is_int as _is_int
 
 __all__ = ["CNN", "MLP", "Whitening", "build_model", "make_activation", "ACTIVATIONS"]
 
@@ -38,16 +39,6 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 # ----------------------------------------------------------------------------- validation
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_positive_int(name: str, value: object) -> int:
-    if not _is_int(value) or value < 1:  # type: ignore[operator]
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)  # type: ignore[arg-type]
 
 
 def make_activation(name: str) -> nn.Module:

@@ -2,9 +2,11 @@
 
 Conventions
 -----------
-* Colours: :data:`METHOD_COLORS` gives each method one colour in every chapter;
-  spectral regularization with several strengths β uses shades of its colour
-  (:func:`method_color`); exponent sweeps (Gerum et al. 2022) use :func:`alpha_color`.
+* Colours: each method declares its colour in the method registry (`powerlaw_lib.methods`),
+  the same in every chapter; a method shown at several strengths β (SpecReg) uses shades of
+  its colour (:func:`method_color`, :func:`config_color`); a few things that are not methods
+  have colours in :data:`OTHER_COLORS`; exponent sweeps (Gerum et al. 2022) use
+  :func:`alpha_color`.
 * Spectra are drawn on log-log axes, rank ``n`` (1-based) against ``λ_n / Σλ``
   (Stringer et al. 2019; Nassar et al. 2020, eq. 2 and Fig. 1).
 * Accuracies are passed as fractions in [0, 1] and drawn in percent.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -27,16 +29,22 @@ from matplotlib.colorbar import Colorbar
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
+from . import methods
+
+if TYPE_CHECKING:
+    from .config import RunConfig
+
 __all__ = [
     "ACCURACY_LABEL",
     "EPSILON_LABEL",
-    "METHOD_COLORS",
+    "OTHER_COLORS",
     "RANK_LABEL",
     "SPECREG_BETAS",
     "SpectrumArtists",
     "alpha_color",
     "apply_style",
     "label_axes",
+    "config_color",
     "method_color",
     "plot_accuracy_curve",
     "plot_sensitivity_maps",
@@ -44,13 +52,9 @@ __all__ = [
     "plot_value_grid",
 ]
 
-#: One colour per method, the same in every chapter (colour-blind-safe Okabe-Ito hues).
-METHOD_COLORS: dict[str, str] = {
-    "vanilla": "#4d4d4d",  # dark grey: the unregularized baseline
-    "specreg": "#0072B2",  # blue: spectral regularizer, Nassar et al. 2020 eq. 2
+#: Colours of what is not a training method (colour-blind-safe Okabe-Ito hues).
+OTHER_COLORS: dict[str, str] = {
     "whitening": "#D55E00",  # vermillion: whitened network (Vanilla-Wh)
-    "jacobian": "#009E73",  # bluish green: Jacobian regularization
-    "slope": "#CC79A7",  # reddish purple: slope regularizer, Gerum et al. 2022
 }
 
 #: The β values of Nassar et al. 2020 (§4.1), light to dark shades of the SpecReg blue.
@@ -99,34 +103,37 @@ def _shade(color: str, amount: float) -> str:
 
 
 def method_color(name: str, beta: float | None = None) -> str:
-    """Colour of a method; SpecReg strengths β get lighter (small β) or darker (large β) blues.
+    """Colour of a method (registry name or label, any case) or of an entry of `OTHER_COLORS`.
 
-    Parameters
-    ----------
-    name
-        A key of :data:`METHOD_COLORS` (case-insensitive).
-    beta
-        Regularization strength (> 0), only for ``"specreg"``. The β values of Nassar et
-        al. 2020 (1, 2, 5) map to light, medium and dark; other values are placed on
-        a log scale between 0.5 and 10.
-
-    Returns
-    -------
-    str
-        A hex colour.
+    beta: strength (> 0), only for a method that `shades_by_beta` (SpecReg): the β values
+    of Nassar et al. 2020 (1, 2, 5) map to light, medium and dark; other values are placed
+    on a log scale between 0.5 and 10. Returns a hex colour.
     """
     key = str(name).lower()
-    if key not in METHOD_COLORS:
-        raise ValueError(f"name must be one of {sorted(METHOD_COLORS)}, got {name!r}")
-    base = METHOD_COLORS[key]
+    if key in OTHER_COLORS:
+        method, base = None, OTHER_COLORS[key]
+    else:
+        try:
+            method = methods.get(key)
+        except ValueError:
+            allowed = sorted({*methods.names(), *(m.label.lower() for m in methods.all_methods()),
+                              *OTHER_COLORS})
+            raise ValueError(f"name must be one of {allowed}, got {name!r}") from None
+        base = method.color
     if beta is None:
         return base
-    if key != "specreg":
-        raise ValueError(f"beta is only defined for name='specreg', got name={name!r}")
+    if method is None or not method.shades_by_beta:
+        raise ValueError(f"beta is only defined for methods shaded by strength, got name={name!r}")
     if isinstance(beta, bool) or not np.isfinite(beta) or beta <= 0:
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
     position = np.clip((np.log(beta) - np.log(0.5)) / (np.log(10.0) - np.log(0.5)), 0.0, 1.0)  # 0 .. 1
     return _shade(base, -0.55 + 1.0 * position)  # light (β = 0.5) .. dark (β = 10)
+
+
+def config_color(config: "RunConfig") -> str:
+    """Colour of a run's method, shaded by its β when the method is shown at several β."""
+    method = config.method
+    return method_color(method.name, beta=config.beta if method.shades_by_beta else None)
 
 
 def alpha_color(alpha: float, alpha_range: tuple[float, float] = (0.5, 5.0)) -> str:

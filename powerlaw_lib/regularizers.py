@@ -24,8 +24,6 @@ Conventions
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Callable
 
 import numpy as np
@@ -33,6 +31,8 @@ import torch
 from torch import nn
 
 from .spectrum import covariance, symmetric_eigh_float64
+from .validation import as_tensor, check_int, check_nonnegative as _check_nonnegative
+from .validation import check_positive as _check_positive, is_int as _is_int
 
 __all__ = [
     "BatchEigenspace",
@@ -47,36 +47,13 @@ __all__ = [
     "spectral_penalty_terms",
 ]
 
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
 # ----------------------------------------------------------------------------- helpers
 
 
 def _as_tensor(value: torch.Tensor | np.ndarray) -> torch.Tensor:
-    if isinstance(value, np.ndarray):
-        return torch.from_numpy(value)
-    if isinstance(value, torch.Tensor):
-        return value
-    raise ValueError(f"expected a torch.Tensor or numpy.ndarray, got {type(value).__name__}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _check_positive(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value}")
-    return value
-
-
-def _check_nonnegative(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return value
+    if not isinstance(value, (torch.Tensor, np.ndarray)):
+        raise ValueError(f"expected a torch.Tensor or numpy.ndarray, got {type(value).__name__}")
+    return as_tensor(value)
 
 
 def _check_tau(tau: object) -> int:
@@ -337,6 +314,9 @@ class SpectralRegularizer:
     def __repr__(self) -> str:
         return f"SpectralRegularizer(alpha={self.alpha}, tau={self.tau}, beta={self.beta})"
 
+    def start_epoch(self) -> None:
+        """Nothing carried across steps: the basis is refreshed by :meth:`refresh`."""
+
     @property
     def is_ready(self) -> bool:
         return self.basis.is_ready
@@ -369,12 +349,6 @@ class SpectralRegularizer:
 
 
 # ----------------------------------------------------------------------------- slope (Gerum et al. 2022)
-
-
-def _check_count(name: str, value: object, minimum: int) -> int:
-    if not _is_int(value) or value < minimum:  # type: ignore[operator]
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)  # type: ignore[arg-type]
 
 
 def _orthogonal_iteration(centred: torch.Tensor, vectors: torch.Tensor, iters: int) -> torch.Tensor:
@@ -463,11 +437,11 @@ class BatchEigenspace:
 
     def __init__(self, size: int, iters: int = 3, cold_iters: int = 15, restart_every: int = 100,
                  seed: int = 0) -> None:
-        self.size = _check_count("subspace_size", size, 1)
-        self.iters = _check_count("subspace_iters", iters, 0)
-        self.cold_iters = _check_count("cold_iters", cold_iters, 1)
-        self.restart_every = _check_count("restart_every", restart_every, 1)
-        self.seed = _check_count("seed", seed, 0)
+        self.size = check_int("subspace_size", size, 1)
+        self.iters = check_int("subspace_iters", iters, 0)
+        self.cold_iters = check_int("cold_iters", cold_iters, 1)
+        self.restart_every = check_int("restart_every", restart_every, 1)
+        self.seed = check_int("seed", seed, 0)
         self.reset()
 
     def reset(self) -> None:

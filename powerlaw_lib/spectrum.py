@@ -23,6 +23,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from .validation import as_tensor as _as_tensor
+
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "CovarianceAccumulator",
@@ -44,15 +46,6 @@ GRAM_BLOCK = 512
 
 # Rounding slack of effective_dimension's cumulative fraction.
 _CUMULATIVE_TOLERANCE = 1e-12
-
-
-def _as_tensor(a, name: str) -> torch.Tensor:
-    if isinstance(a, torch.Tensor):
-        return a
-    try:
-        return torch.as_tensor(np.asarray(a))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a tensor or an array, got {type(a).__name__}") from exc
 
 
 def _as_vector(a, name: str) -> np.ndarray:

@@ -34,6 +34,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from .validation import check_int as _check_positive_int, check_positive as _check_positive_float
+
 __all__ = [
     "DistanceCurve",
     "FourierCode",
@@ -55,19 +57,6 @@ ArrayLike = np.ndarray | torch.Tensor
 
 
 # --------------------------------------------------------------------------- validation
-
-
-def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_positive_float(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
-            or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def _as_float64(name: str, x: ArrayLike) -> np.ndarray:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -29,96 +28,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import inference
 from .config import RunConfig
-from .models import Whitening
 from .hardware import keep_freed_memory, warn_if_bf16_emulated
-from .regularizers import JacobianRegularizer, SlopeRegularizer, SpectralRegularizer
+from .inference import autocast, chunks, measuring
+from .methods import Penalty, build_penalty
+from .models import Whitening
 from .spectrum import CovarianceAccumulator
-
-#: Rows per chunk when the whole training set is pushed through the network.
-EVAL_CHUNK = 5000
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite; the run is abandoned, nothing is stored."""
-
-
-def autocast(precision: str):
-    """bf16 autocast for the network and the projection; a no-op for fp32."""
-    if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def make_regularizers(config: RunConfig) -> dict[int, Callable]:
-    """Layer index (1-based) -> penalty callable taking that layer's batch activations [B, N]."""
-    kind = config.regularizer
-    if kind == "spectral":
-        return {l: SpectralRegularizer(alpha, config.tau, config.beta)
-                for l, alpha in config.alphas.items()}
-    if kind in ("slope", "slope-mse"):
-        mode = "abs" if kind == "slope" else "mse"
-        return {l: SlopeRegularizer(config.alpha, config.beta, ranks=config.slope_ranks, mode=mode,
-                                    method=config.slope_method, seed=l)
-                for l in config.reg_layers}
-    return {}
-
-
-def hidden_representations(model: nn.Module, x: torch.Tensor, layers: list[int],
-                           precision: str = "fp32", chunk: int = EVAL_CHUNK
-                           ) -> dict[int, torch.Tensor]:
-    """Hidden activations of `layers` (1-based) over all of `x`, in eval mode, float32.
-
-    Returns layer -> [n, N_l]. Evaluated in chunks of `chunk` rows (>= any whitened width),
-    under `torch.inference_mode`, each chunk written straight into the preallocated output.
-    """
-    was_training = model.training
-    model.eval()
-    n = len(x)
-    out: dict[int, torch.Tensor] = {}
-    try:
-        with torch.inference_mode(), autocast(precision):
-            for i in range(0, n, chunk):
-                _, hs = model.forward_with_hidden(x[i:i + chunk])
-                for l in layers:
-                    h = hs[l - 1]  # [chunk, N_l]
-                    if l not in out:
-                        out[l] = torch.empty(n, h.shape[1], dtype=torch.float32, device=h.device)
-                    out[l][i:i + h.shape[0]] = h  # cast to float32 on copy
-    finally:
-        model.train(was_training)
-    return {l: out[l] for l in layers}
-
-
-def refresh_eigenvectors(model: nn.Module, regularizers: dict[int, Callable],
-                         x_train: torch.Tensor, precision: str = "fp32") -> None:
-    """Recompute each spectral regularizer's eigenvectors on the full training set.
-
-    Nassar et al. 2020, §3: model in eval mode, no gradient. The training set is pushed
-    through the network once, in chunks of `EVAL_CHUNK` rows under `torch.inference_mode`
-    (and bf16 autocast for `precision="bf16"`); each regularized layer's chunk goes
-    straight into a float32-Gram / float64-sum `CovarianceAccumulator`, so the [n, N_l]
-    activations are never stored. The eigendecomposition is float64.
-    """
-    layers = [l for l, r in regularizers.items() if getattr(r, "needs_refresh", True)]
-    if not layers:
-        return
-    accumulators: dict[int, CovarianceAccumulator] = {}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode(), autocast(precision):
-            for i in range(0, len(x_train), EVAL_CHUNK):
-                _, hs = model.forward_with_hidden(x_train[i:i + EVAL_CHUNK])
-                for l in layers:
-                    h = hs[l - 1]  # [chunk, N_l], float32 or bf16
-                    if l not in accumulators:
-                        accumulators[l] = CovarianceAccumulator(h.shape[1])
-                    accumulators[l].update(h)
-    finally:
-        model.train(was_training)
-    for l in layers:
-        regularizers[l].refresh_from_covariance(accumulators.pop(l).covariance())
 
 
 def whitening_layers(model: nn.Module) -> list[Whitening]:
@@ -133,7 +53,7 @@ def freeze_whitening(model: nn.Module, x_train: torch.Tensor, precision: str = "
     """Freeze every `Whitening` layer on the statistics of its input over `x_train`.
 
     The training set is pushed through the network up to its last whitening layer (eval
-    mode, no gradient, chunks of `EVAL_CHUNK` rows, of any size); a forward pre-hook streams
+    mode, no gradient, chunks of `inference.EVAL_CHUNK` rows, of any size); a forward pre-hook streams
     each whitening layer's input into a float64 mean and a `CovarianceAccumulator`, then
     `Whitening.freeze` stores them. In
     evaluation mode the network is then a per-sample function: test accuracy, attacks and
@@ -153,37 +73,19 @@ def freeze_whitening(model: nn.Module, x_train: torch.Tensor, precision: str = "
             raise _InputsCollected  # nothing after the last whitening layer is needed
 
     hooks = [w.register_forward_pre_hook(collect) for w in layers]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.inference_mode(), autocast(precision):
-            for i in range(0, len(x_train), EVAL_CHUNK):
+        with measuring(model, precision):
+            for rows in chunks(len(x_train)):
                 try:
-                    model(x_train[i:i + EVAL_CHUNK])
+                    model(x_train[rows])
                 except _InputsCollected:
                     pass
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     for w in layers:
         acc, total = stats[id(w)]
         w.freeze((total / acc.count).float(), acc.covariance())
-
-
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, precision: str = "fp32",
-             chunk: int = EVAL_CHUNK) -> float:
-    """Fraction of correctly classified images, eval mode, in chunks."""
-    was_training = model.training
-    model.eval()
-    correct = 0
-    try:
-        with torch.inference_mode(), autocast(precision):
-            for i in range(0, len(x), chunk):
-                correct += int((model(x[i:i + chunk]).argmax(1) == y[i:i + chunk]).sum())
-    finally:
-        model.train(was_training)
-    return correct / len(x)
 
 
 def make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -225,49 +127,44 @@ def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
     return TrainState(ckpt["epochs_done"], ckpt["history"])
 
 
-def training_step(model: nn.Module, optimizer: torch.optim.Optimizer,
-                  regularizers: dict[int, Callable], xb: torch.Tensor, yb: torch.Tensor,
-                  precision: str = "fp32", *, jacobian: JacobianRegularizer | None = None,
-                  generator: torch.Generator | None = None
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, penalty: Penalty,
+                  xb: torch.Tensor, yb: torch.Tensor, precision: str = "fp32"
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimisation step on the batch ``xb [B, C, H, W]``, ``yb [B]``.
 
-    Loss = cross-entropy + the penalties of `regularizers` (layer -> callable on that
-    layer's activations ``[B, N_l]``) + the Jacobian penalty when given (Nassar et al.
-    2020, §3). The network and the penalties' projections run under `autocast(precision)`;
-    the cross-entropy is taken on float32 logits. Raises `NonFiniteLossError` (before any
+    Loss = cross-entropy + ``penalty(model, xb, yb, hidden)``, the method's term (Nassar et
+    al. 2020, §3; `methods`). The network runs under `autocast(precision)`; the
+    cross-entropy is taken on float32 logits. Raises `NonFiniteLossError` (before any
     parameter changes) when the loss is NaN or infinite.
 
     Returns the detached loss, penalty (scalars) and logits ``[B, n_classes]``.
     """
     with autocast(precision):
-        logits, hs = model.forward_with_hidden(xb)
-        penalty = sum((regularizers[l](hs[l - 1]) for l in regularizers), torch.zeros(()))
+        logits, hs = model.forward_with_hidden(xb)  # [B, n_classes], [[B, N_l]]
     ce = F.cross_entropy(logits.float(), yb)
-    if jacobian is not None:
-        penalty = penalty + jacobian(model, xb, generator=generator)
-    loss = ce + penalty
+    term = penalty(model, xb, yb, hs)
+    loss = ce + term
     if not torch.isfinite(loss):
         raise NonFiniteLossError(f"loss became {loss.item()}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    return loss.detach(), penalty.detach(), logits.detach()
+    return loss.detach(), term.detach(), logits.detach()
 
 
 def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor,
           x_test: torch.Tensor, y_test: torch.Tensor, *, checkpoint: Path | None = None,
           progress: bool = True, stop_after: int | None = None,
-          on_epoch_end: Callable[[int, nn.Module, dict[int, Callable]], None] | None = None,
+          on_epoch_end: Callable[[int, nn.Module, Penalty], None] | None = None,
           ) -> list[dict[str, float]]:
     """Train `model` as `config` says; return the per-epoch history.
 
     x_train [n, C, H, W] in [0, 1], y_train [n] int64. With `checkpoint`, the state after each
     epoch is saved there and training resumes from it when it exists. `stop_after` ends
     training after that many epochs of this call (used to test resumption).
-    `on_epoch_end(epoch, model, regularizers)` is called after each epoch (1-based epoch;
-    the regularizers still hold the eigenvectors refreshed at that epoch's start); it must
-    not change the model.
+    `on_epoch_end(epoch, model, penalty)` is called after each epoch (1-based epoch; the
+    method's penalty still holds what it refreshed at that epoch's start); it must not
+    change the model.
     Raises `NonFiniteLossError` naming the epoch when the loss becomes NaN/inf.
     """
     from tqdm import tqdm
@@ -275,9 +172,7 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
     warn_if_bf16_emulated(config.precision)
     keep_freed_memory()
     opt = make_optimizer(config, model)
-    regs = make_regularizers(config)
-    jac = (JacobianRegularizer(config.beta, config.jacobian_projections)
-           if config.regularizer == "jacobian" else None)
+    penalty = build_penalty(config)
     state = TrainState(0, [])
     if checkpoint is not None:
         state = load_checkpoint(checkpoint, model, opt, config.key) or state
@@ -293,35 +188,31 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
         model.train()
         if any(not bool(w.is_frozen) for w in whitening_layers(model)):
             freeze_whitening(model, x_train, config.precision)  # before the first epoch
-        refresh_eigenvectors(model, regs, x_train, config.precision)
-        for reg in regs.values():
-            if hasattr(reg, "start_epoch"):
-                reg.start_epoch()
         gen = epoch_generator(config.seed, epoch)
         order = torch.randperm(n, generator=gen)
+        penalty.start_epoch(model, x_train, gen)  # eq. 2: eigenvectors on the training set
         sums = torch.zeros(3, dtype=torch.float64)  # loss, penalty, correct
         for b in range(n_batches):
             idx = order[b * bs:(b + 1) * bs]
             xb, yb = x_train.index_select(0, idx), y_train.index_select(0, idx)  # [B, C, H, W], [B]
             try:
-                loss, penalty, logits = training_step(model, opt, regs, xb, yb, config.precision,
-                                                      jacobian=jac, generator=gen)
+                loss, term, logits = training_step(model, opt, penalty, xb, yb, config.precision)
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(f"{err} at epoch {epoch + 1}, batch {b + 1} "
                                          f"({config.label}); nothing was stored") from None
             with torch.no_grad():
-                sums += torch.stack([loss.double(), penalty.double(),
+                sums += torch.stack([loss.double(), term.double(),
                                      (logits.argmax(1) == yb).sum().double()])
         loss_m, pen_m, correct = (sums / torch.tensor([n_batches, n_batches, 1.0])).tolist()
         freeze_whitening(model, x_train, config.precision)  # the epoch's final weights
         row = {"epoch": epoch + 1, "loss": loss_m, "penalty": pen_m,
                "train_accuracy": correct / (n_batches * bs),
-               "test_accuracy": accuracy(model, x_test, y_test, config.precision),
+               "test_accuracy": inference.accuracy(model, x_test, y_test, config.precision),
                "seconds": time.perf_counter() - t0}
         state.history.append(row)
         state.epochs_done = epoch + 1
         if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, model, regs)
+            on_epoch_end(epoch + 1, model, penalty)
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, opt, state, config.key)
         bar.set_postfix(loss=f"{loss_m:.4f}", penalty=f"{pen_m:.4f}",

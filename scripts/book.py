@@ -27,7 +27,6 @@ _config.yml execute.timeout, 0 = no limit).
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 from powerlaw_lib import grids
-from powerlaw_lib.config import RunConfig
 from powerlaw_lib.evaluation import spectrum_metrics
 
 

@@ -12,8 +12,8 @@ SPEC = dict(regularizer="spectral", reg_layers=(1,))
 
 
 def test_key_is_canonical():
-    a = RunConfig(alpha=1, beta=2, hidden=[2000], fgsm_eps=[0, 0.1])
-    b = RunConfig(alpha=1.0, beta=2.0, hidden=(2000,), fgsm_eps=(0.0, 0.1))
+    a = RunConfig(regularizer="spectral", reg_layers=[1], alpha=1, beta=2, hidden=[2000], fgsm_eps=[0, 0.1])
+    b = RunConfig(regularizer="spectral", reg_layers=(1,), alpha=1.0, beta=2.0, hidden=(2000,), fgsm_eps=(0.0, 0.1))
     assert a == b and a.key == b.key and len(a.key) == 16
     assert RunConfig(seed=1).key != RunConfig(seed=0).key
     assert RunConfig.from_dict(a.to_dict()) == a

@@ -31,7 +31,7 @@ def test_stored_runs_of_the_same_cost_class_give_the_estimate(tmp_path):
     store = ResultStore(tmp_path)
     _stored(store, BASE.replace(seed=0), [3.0] * 10)
     _stored(store, BASE.replace(seed=1, lr=1e-3), [5.0] * 10, evaluate=9.0)
-    asked = BASE.replace(seed=7, epochs=20, beta=3.0)      # cost-neutral changes
+    asked = BASE.replace(seed=7, epochs=20, optimizer="amsgrad")  # cost-neutral changes
     assert cost_class(asked) == cost_class(BASE)
     e = estimate_seconds(asked, store, bench=None)
     assert e.source == "stored runs (n=2)" and e.epoch_seconds == 4.0

@@ -11,7 +11,7 @@ from powerlaw_lib import __main__ as cli
 from powerlaw_lib import grids
 from powerlaw_lib.config import RunConfig
 from powerlaw_lib.experiments import run, run_grid
-from powerlaw_lib.store import Result, ResultStore
+from powerlaw_lib.store import ResultStore
 from powerlaw_lib.training import NonFiniteLossError
 
 pytestmark = pytest.mark.slow

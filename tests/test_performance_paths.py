@@ -29,8 +29,9 @@ from powerlaw_lib.models import CNN, MLP  # noqa: E402
 from powerlaw_lib.regularizers import SpectralRegularizer, spectral_penalty  # noqa: E402
 from powerlaw_lib.spectrum import covariance  # noqa: E402
 from powerlaw_lib.store import Result, ResultStore  # noqa: E402
-from powerlaw_lib.training import (hidden_representations, make_optimizer,  # noqa: E402
-                                   make_regularizers, refresh_eigenvectors, training_step)
+from powerlaw_lib.inference import hidden_representations  # noqa: E402
+from powerlaw_lib.methods import LayerPenalty, build_penalty, refresh_eigenvectors  # noqa: E402
+from powerlaw_lib.training import make_optimizer, training_step  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -65,9 +66,9 @@ def test_loop_baseline_computes_the_library_penalty_and_gradient() -> None:
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("arch", ["mlp", "cnn"])
 def test_streaming_refresh_equals_materialized_covariance(monkeypatch, arch: str, precision: str) -> None:
-    import powerlaw_lib.training as training
+    import powerlaw_lib.inference as inference
 
-    monkeypatch.setattr(training, "EVAL_CHUNK", 450)  # several chunks, the last one short
+    monkeypatch.setattr(inference, "EVAL_CHUNK", 450)  # several chunks, the last one short
     if arch == "mlp":
         config = RunConfig(hidden=(60, 50), batch_norm=True, regularizer="spectral", reg_layers=(1, 2),
                            batch_size=64)
@@ -77,7 +78,7 @@ def test_streaming_refresh_equals_materialized_covariance(monkeypatch, arch: str
                            reg_layers=(2, 3), batch_size=900)
         model = CNN(hidden=64)
     x = torch.rand(1600 if arch == "mlp" else 1000, 1, 28, 28)
-    regs = make_regularizers(config)
+    regs = build_penalty(config).regularizers
     refresh_eigenvectors(model, regs, x, precision)
     assert model.training  # the mode is restored
     hs = hidden_representations(model, x, list(regs), precision)
@@ -100,12 +101,12 @@ def test_training_step_matches_an_autograd_reference_step() -> None:
                        beta=2.0, tau=3, batch_size=96, lr=1e-3)
     model = MLP((784, 64, 10), batch_norm=True)
     x, y = torch.rand(96, 1, 28, 28), torch.randint(0, 10, (96,))
-    regs = make_regularizers(config)
-    refresh_eigenvectors(model, regs, torch.rand(500, 1, 28, 28))
-    basis = regs[1].basis.eigenvectors
+    penalty_fn = build_penalty(config)
+    penalty_fn.start_epoch(model, torch.rand(500, 1, 28, 28), torch.Generator())
+    basis = penalty_fn.regularizers[1].basis.eigenvectors
     reference = copy.deepcopy(model)
 
-    loss, penalty, _ = training_step(model, make_optimizer(config, model), regs, x, y)
+    loss, penalty, _ = training_step(model, make_optimizer(config, model), penalty_fn, x, y)
 
     opt = torch.optim.Adam(reference.parameters(), lr=1e-3)  # plain Adam, plain autograd
     logits, (h,) = reference.forward_with_hidden(x)
@@ -144,12 +145,13 @@ def test_bf16_step_runs_every_large_product_in_bf16() -> None:
     config = RunConfig(hidden=(64, 64), batch_norm=False, regularizer="spectral", reg_layers=(1, 2),
                        tau=3, batch_size=128, precision="bf16")
     model = MLP((784, 64, 64, 10))
-    regs = make_regularizers(config)
-    refresh_eigenvectors(model, regs, torch.rand(400, 1, 28, 28), "bf16")
+    penalty_fn = build_penalty(config)
+    assert isinstance(penalty_fn, LayerPenalty) and penalty_fn.precision == "bf16"
+    penalty_fn.start_epoch(model, torch.rand(400, 1, 28, 28), torch.Generator())
     opt = make_optimizer(config, model)
     x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
     with _GemmRecorder() as recorder:
-        loss, penalty, logits = training_step(model, opt, regs, x, y, "bf16")
+        loss, penalty, logits = training_step(model, opt, penalty_fn, x, y, "bf16")
     assert loss.dtype == penalty.dtype == torch.float32 and torch.isfinite(loss)
     big = [(name, dtypes) for name, dtypes, size in recorder.calls if size >= 64 * 64]
     # forward: 2 hidden Linear + 2 projections; backward: their weight, input and projection grads

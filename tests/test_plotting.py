@@ -32,9 +32,15 @@ def _legend_texts(ax) -> list[str]:
 
 
 def test_every_method_has_a_distinct_colour():
-    colors = [plotting.method_color(name) for name in ("vanilla", "specreg", "whitening", "jacobian", "slope")]
-    assert len(set(colors)) == 5
-    assert plotting.method_color("SpecReg") == plotting.METHOD_COLORS["specreg"]
+    from powerlaw_lib import methods
+
+    names = [*methods.names(), *plotting.OTHER_COLORS]
+    colors = [plotting.method_color(name) for name in names]
+    assert len(set(colors)) == len(names)
+    # name or label, any case: the registry's colour
+    assert plotting.method_color("SpecReg") == plotting.method_color("spectral") \
+        == methods.get("spectral").color
+    assert plotting.method_color("VANILLA") == methods.get("none").color
 
 
 def test_specreg_shades_darken_with_beta_and_stay_blue():

@@ -32,7 +32,8 @@ def test_the_shallow_grid_is_complete_in_the_store():
 
 @pytest.mark.parametrize("name", sorted(LEGACY_VALUES))
 def test_a_legacy_value_leaves_the_key_unchanged_and_any_other_value_changes_it(name):
-    base = RunConfig(regularizer="spectral", reg_layers=(1,))
+    base = (RunConfig(regularizer="slope", reg_layers=(1,)) if name == "slope_method"
+            else RunConfig(regularizer="spectral", reg_layers=(1,)))
     legacy = base.replace(**{name: LEGACY_VALUES[name]})
     assert name not in legacy.to_dict()
     assert RunConfig.from_dict(legacy.to_dict()) == legacy
@@ -69,8 +70,12 @@ def test_a_training_field_changes_the_training_key(name):
     extra = {}
     if name == "arch":
         extra = {"batch_norm": False, "hidden": (1000,)}
-    if name in ("alpha", "tau", "slope_ranks"):
+    if name in ("alpha", "tau", "beta"):  # a method field: a method that reads it
         base = base.replace(regularizer="spectral", reg_layers=(1,))
+    if name == "slope_ranks":
+        base = base.replace(regularizer="slope", reg_layers=(1,))
+    if name == "jacobian_projections":
+        base = base.replace(regularizer="jacobian")
     changed = base.replace(**{name: CHANGES[name]}, **extra)
     assert changed.training_key != base.training_key
 

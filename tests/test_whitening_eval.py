@@ -102,16 +102,16 @@ def test_attacks_on_a_frozen_whitened_model_take_the_exact_fast_path() -> None:
 
 def test_freezing_needs_no_chunk_wider_than_the_layer() -> None:
     """A training set that is not a multiple of the chunk still freezes (last chunk of 3)."""
-    from powerlaw_lib import training
+    from powerlaw_lib import inference
 
     model = _whitened_mlp()
     x, _ = _data(403)
-    old = training.EVAL_CHUNK
-    training.EVAL_CHUNK = 100
+    old = inference.EVAL_CHUNK
+    inference.EVAL_CHUNK = 100
     try:
         freeze_whitening(model, x)
     finally:
-        training.EVAL_CHUNK = old
+        inference.EVAL_CHUNK = old
     reference = _whitened_mlp()
     freeze_whitening(reference, x)
     torch.testing.assert_close(model.whitening.frozen_lower, reference.whitening.frozen_lower)

@@ -1,0 +1,119 @@
+"""Tables of stored results, as Markdown, for the chapters (mean ± sd over seeds).
+
+The chapters display these with `IPython.display.Markdown`; they compute nothing themselves.
+Groups are `analysis.group_by_method` dictionaries: display label -> results of its seeds.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .analysis import compare, metric_values, summarize
+from .config import RunConfig
+from .evaluation import metric_name
+from .store import Result
+
+Groups = dict[str, list[Result]]
+
+
+def markdown(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A Markdown table: one header row, a rule, and the rows (cells as text, '|' escaped)."""
+    width = len(header)
+    if any(len(r) != width for r in rows):
+        raise ValueError(f"every row must have {width} cells, like the header")
+
+    def line(cells: Sequence[object]) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    return "\n".join([line(header), "|" + "---|" * width, *(line(r) for r in rows)])
+
+
+def _percent(results: Sequence[Result], metric: str, digits: int = 1) -> str:
+    return f"{summarize(100 * metric_values(results, metric)):.{digits}f}"
+
+
+def results_table(groups: Groups, layer: int = 1, eps: Sequence[float] = (0.05, 0.1),
+                  suffix: str = "") -> list[list[str]]:
+    """Rows (method, clean, FGSM and PGD at each ε, fitted α, effective dimension) of
+    every group, for `markdown(RESULTS_HEADER(eps), rows)`; `suffix` is added to labels."""
+    rows = []
+    for label, rs in groups.items():
+        cells = [f"{label}{suffix}", _percent(rs, "clean_accuracy", 2)]
+        cells += [_percent(rs, metric_name(a, e)) for a in ("fgsm", "pgd") for e in eps]
+        cells.append(f"{summarize(metric_values(rs, f'layer{layer}_alpha')):.2f}")
+        cells.append(f"{summarize(metric_values(rs, f'layer{layer}_effective_dim')):.0f}")
+        rows.append(cells)
+    return rows
+
+
+def results_header(eps: Sequence[float] = (0.05, 0.1)) -> list[str]:
+    return ["method", "clean acc. (%)", *(f"{a} ε={e:g} (%)" for a in ("FGSM", "PGD") for e in eps),
+            "fitted α", "effective dim."]
+
+
+def strength_table(groups: Groups, config: RunConfig) -> str:
+    """PGD as in the curves beside PGD with restarts, on the same images, at each
+    `config.strength_eps` (the attack-strength check of `evaluation`)."""
+    header = ["method"]
+    for e in config.strength_eps:
+        header += [f"PGD-{config.pgd_steps} ε={e:g} (%)",
+                   f"{config.strength_restarts}×{config.strength_steps} restarts ε={e:g} (%)"]
+    rows = [[label, *(_percent(rs, metric_name(a, e)) for e in config.strength_eps
+                      for a in ("strength_pgd", "strength_restarts"))]
+            for label, rs in groups.items()]
+    return markdown(header, rows)
+
+
+def effect_table(per_seed_a: dict[str, np.ndarray], per_seed_b: dict[str, np.ndarray],
+                 name_a: str, name_b: str, unit: str = "%", scale: float = 100.0) -> str:
+    """Per method: mean of a, mean of b, a − b ± its standard error, and whether |a − b|
+    exceeds two standard errors (a two-sided version of `analysis.compare`)."""
+    rows = []
+    for label in per_seed_a:
+        a, b = per_seed_a[label], per_seed_b[label]
+        c = compare(a, b)
+        significant = abs(c.difference) > 2 * c.standard_error if c.standard_error > 0 else False
+        rows.append([label, f"{scale * np.mean(a):.1f}", f"{scale * np.mean(b):.1f}",
+                     f"{scale * c.difference:+.1f} ± {scale * c.standard_error:.1f}",
+                     "yes" if significant else "no"])
+    return markdown(["method", f"{name_a} ({unit})", f"{name_b} ({unit})",
+                     f"{name_a} − {name_b} (points ± SE)", "significant (two-sided, 2 SE)"], rows)
+
+
+def settings_table(rows: Sequence[tuple[str, str, str, str]]) -> str:
+    """The settings table of a chapter: (setting, paper text, authors' code, this chapter)."""
+    return markdown(["", "paper (text)", "authors' code", "this chapter"], rows)
+
+
+def shallow_settings(config: RunConfig, n_seeds: int, betas: Sequence[float]) -> str:
+    """Settings of the shallow chapter (Nassar et al. 2020, §4.1) against the paper's text
+    and the authors' code, with this chapter's values read from its first config."""
+    c = config
+    train = "60,000" if c.train_subset is None else f"{c.train_subset:,}"
+    test = "10,000" if c.test_subset is None else f"{c.test_subset:,}"
+    amsgrad = " (amsgrad)" if c.optimizer == "amsgrad" else ""
+    rows = [
+        ("network", "784-2000-10, sigmoidal (tanh) units",
+         "784-2000-10 tanh, BN after tanh (`bn=True` for §4.1)",
+         f"784-{c.hidden[0]}-10 tanh, BN after tanh; also without BN"),
+        ("regularized tensor", "hidden layer", "hidden layer after BN", "hidden layer after BN"),
+        ("α, τ, β", "1, 10, {1, 2, 5}", "1, 10 (κ anchored at rank τ+1, sum from τ+2)",
+         f"1, 10 (κ at rank τ, sum from τ, as the text), β ∈ {sorted(set(betas))}"),
+        ("eigenvectors", "full training set, every epoch", "full set (covariance / n), every epoch",
+         "full set (covariance / (n−1)), every epoch, eval mode"),
+        ("optimizer", "Adam, lr 1e-4", "Adam (amsgrad), lr 1e-3, batch 3500",
+         f"Adam{amsgrad}, lr {c.lr:g}, batch {c.batch_size}"),
+        ("epochs", "not stated", "50", f"{c.epochs}"),
+        ("seeds", "3", "3", f"{n_seeds}"),
+        ("data", "MNIST, inputs in [0, 1]", "MNIST 60k/10k", f"MNIST {train} / {test}"),
+        ("FGSM", "eq. 6, ε ≤ 0.2", "full test set",
+         f"full test set, ε ∈ {{{c.fgsm_eps[0]:g}, …, {c.fgsm_eps[-1]:g}}}"),
+        ("PGD", "eq. 7–8, 40 steps, η = 0.01", "40 steps, no random start",
+         f"{c.pgd_steps} steps, η = {c.pgd_step_size:g}, sign of the gradient, no random start, "
+         f"{c.pgd_subset or 'all'} fixed test images; an image counts as broken if any "
+         "iterate is misclassified"),
+        ("precision", "float32 (GPU)", "float32 (GPU)", c.precision),
+    ]
+    return settings_table(rows)

@@ -1,0 +1,73 @@
+"""Markdown tables of stored results (`powerlaw_lib.tables`), on hand-made results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from powerlaw_lib import analysis, grids, tables
+from powerlaw_lib.config import RunConfig
+from powerlaw_lib.evaluation import metric_name
+from powerlaw_lib.store import Result
+
+
+def _result(seed: int, accuracy: float, pgd: float, regularizer: str = "none", **fields) -> Result:
+    extra = {"reg_layers": (1,), "beta": 2.0} if regularizer == "spectral" else {}
+    config = RunConfig(regularizer=regularizer, seed=seed, strength_eps=(0.05,), **extra, **fields)
+    metrics = {"clean_accuracy": accuracy, "layer1_alpha": 1.5, "layer1_effective_dim": 30.0,
+               metric_name("strength_pgd", 0.05): pgd, metric_name("strength_restarts", 0.05): pgd - 0.01}
+    for attack in ("fgsm", "pgd"):
+        for eps in (0.05, 0.1):
+            metrics[metric_name(attack, eps)] = pgd
+    return Result(config, metrics)
+
+
+def test_markdown_escapes_pipes_and_checks_the_row_length():
+    text = tables.markdown(["a", "b"], [["x|y", 1]])
+    assert text.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
+    with pytest.raises(ValueError, match="every row must have 2 cells"):
+        tables.markdown(["a", "b"], [["only one"]])
+
+
+def test_results_table_gives_mean_and_sd_over_seeds_in_percent():
+    runs = [_result(0, 0.97, 0.10), _result(1, 0.99, 0.20)]
+    groups = analysis.group_by_method(runs)
+    (row,) = tables.results_table(groups, suffix=" (BN)")
+    assert row[0] == "vanilla (BN)"
+    assert row[1] == "98.00 ± 1.41"                       # clean accuracy, 2 decimals
+    assert row[2] == "15.0 ± 7.1"                         # FGSM ε=0.05
+    assert row[-2:] == ["1.50 ± 0.00", "30 ± 0"]
+    assert len(row) == len(tables.results_header())
+
+
+def test_strength_table_puts_both_attacks_on_the_same_images_side_by_side():
+    runs = [_result(s, 0.98, 0.3) for s in range(2)]
+    text = tables.strength_table(analysis.group_by_method(runs), runs[0].config)
+    header, _, row = text.splitlines()
+    assert "PGD-40 ε=0.05 (%)" in header and "5×100 restarts ε=0.05 (%)" in header
+    assert row == "| vanilla | 30.0 ± 0.0 | 29.0 ± 0.0 |"
+
+
+def test_effect_table_is_two_sided():
+    worse = {"vanilla": np.array([0.10, 0.11, 0.12])}
+    better = {"vanilla": np.array([0.20, 0.21, 0.22])}
+    text = tables.effect_table(worse, better, "with", "without")
+    assert text.splitlines()[-1] == "| vanilla | 11.0 | 21.0 | -10.0 ± 0.8 | yes |"
+    same = tables.effect_table(better, {"vanilla": np.array([0.21, 0.20, 0.22])}, "a", "b")
+    assert same.splitlines()[-1].endswith("| no |")
+
+
+def test_shallow_settings_reads_this_chapters_values_from_the_config():
+    config = grids.shallow(epochs=7, train_subset=5000, seeds=(0,))[0]
+    text = tables.shallow_settings(config, n_seeds=1, betas=[1.0, 2.0])
+    assert "| epochs | not stated | 50 | 7 |" in text
+    assert "MNIST 5,000 / 10,000" in text and "β ∈ [1.0, 2.0]" in text
+
+
+def test_the_learning_rate_check_runs_are_told_apart_from_the_main_runs():
+    configs = grids.shallow(seeds=(0,), text_lr_check=(0,))
+    checks = [c for c in configs if grids.is_text_lr_check(c)]
+    assert len(checks) == 1 and checks[0].lr == 1e-4 and checks[0].optimizer == "adam"
+    # when the main runs use the text's own setting, nothing is a check run
+    same = grids.shallow(seeds=(0,), lr=1e-4, optimizer="adam", text_lr_check=())
+    assert not any(grids.is_text_lr_check(c, lr=1e-4, optimizer="adam") for c in same)
