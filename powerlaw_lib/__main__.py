@@ -6,6 +6,10 @@
   status GRID   how many runs of a chapter's grid are stored / missing, with the
                 estimated CPU time of each missing run
   run GRID      run the missing configs of the grid (resuming interrupted ones)
+  sweep GRID    plan the grid (stored / to evaluate / to train, estimated CPU time per run
+                and in total), then run it locally (--local, --jobs N) or on a Dask
+                cluster (--scheduler ADDRESS) with a live count and ETA; --dry-run only
+                plans; --params FILE takes a chapter's papermill parameter file
   evaluate GRID like run, for new evaluation settings (--set pgd_subset=5000 ...): configs
                 whose trained model is in the model cache (data/models/) are evaluated
                 without training; the others are retrained deterministically, and a
@@ -14,7 +18,8 @@
   show GRID     one line per run of the grid with its key and headline metrics
 
 GRID is a chapter name from `powerlaw_lib.grids.CHAPTER_GRIDS`; `--set` overrides one of the
-grid function's keyword parameters (Python literal syntax: --set seeds=[0] --set epochs=2).
+grid function's keyword parameters (Python literal syntax: --set seeds=[0] --set epochs=2),
+after those of --params.
 """
 
 from __future__ import annotations
@@ -67,17 +72,38 @@ def _summary(store: ResultStore, detailed: bool) -> int:
     return 0
 
 
+def _executor(args: argparse.Namespace):
+    """The executor the options ask for: a Dask scheduler, or this machine (--jobs)."""
+    from .executors import DaskExecutor, LocalExecutor
+
+    if args.scheduler:
+        return DaskExecutor(args.scheduler)
+    return LocalExecutor(progress=args.jobs == 1, jobs=args.jobs, threads=args.threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m powerlaw_lib", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("list", "status", "run", "evaluate", "show"))
+    ap.add_argument("command", choices=("list", "status", "run", "sweep", "evaluate", "show"))
     ap.add_argument("grid", nargs="?", choices=sorted(CHAPTER_GRIDS),
                     help="a chapter's grid (optional for list and status)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="NAME=VALUE", help="override a grid parameter")
     ap.add_argument("--results", default="data/results", help="result store folder")
-    ap.add_argument("--dask", default=None, metavar="ADDRESS",
-                    help="run on a Dask scheduler at ADDRESS instead of locally")
+    ap.add_argument("--params", default=None, metavar="FILE",
+                    help="a chapter parameter file (params/paper.yml): its section for GRID "
+                         "gives the grid's parameters, as the chapter would")
+    where = ap.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", "--dask", dest="scheduler", default=None,
+                       metavar="ADDRESS", help="run on the Dask scheduler at ADDRESS "
+                       "(tcp://host:8786); each run uses its worker's threads")
+    where.add_argument("--local", action="store_true",
+                       help="run on this machine (the default)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="local runs side by side, each in its own process (default 1)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads per local run with --jobs (default: cores / jobs)")
+    ap.add_argument("--dry-run", action="store_true", help="sweep: plan and print only")
     ap.add_argument("--limit", type=int, default=None, help="run at most this many configs")
     ap.add_argument("--order", choices=("grid", "method"), default="grid",
                     help="run missing configs in grid order, or method by method (all seeds of "
@@ -93,9 +119,19 @@ def main(argv: list[str] | None = None) -> int:
         return _summary(store, detailed=args.command == "status")
     grid_fn = CHAPTER_GRIDS[args.grid]
     try:
-        configs = grid_fn(**_parse_overrides(grid_fn, args.overrides))
+        params = {}
+        if args.params:
+            from .sweep import grid_parameters_from_file
+
+            params, results_dir = grid_parameters_from_file(args.params, args.grid, grid_fn)
+            if results_dir and args.results == ap.get_default("results"):
+                store = ResultStore(results_dir)
+        configs = grid_fn(**{**params, **_parse_overrides(grid_fn, args.overrides)})
     except ValueError as e:
         raise SystemExit(f"invalid grid parameters: {e}") from None
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        raise SystemExit("--jobs and --threads must be integers >= 1")
+    executor = _executor(args)
     missing = store.missing(configs)
     if args.command == "status":
         from .costs import grid_estimate
@@ -125,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             acc = f"{m['clean_accuracy']:.4f}" if r else "  -   "
             print(f"{c.key}  acc={acc}  {describe(c, varying)}")
         return 0
+    if args.command == "sweep":
+        from .sweep import plan, run_sweep
+
+        the_plan = plan(configs, store)
+        the_plan.report()
+        if args.dry_run:
+            return 0
+        return run_sweep(the_plan, store, executor=executor, progress=args.jobs == 1)
     from .experiments import run_grid
 
     if args.command == "evaluate":
@@ -150,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     from .experiments import GridRunError
 
     try:
-        run_grid(todo, store, executor=args.dask)
+        run_grid(todo, store, executor=executor)
     except GridRunError as err:
         print(err)
         return 1

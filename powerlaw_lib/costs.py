@@ -25,12 +25,12 @@ import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .config import TRAIN_SIZES, RunConfig
 from .store import ResultStore
 
-__all__ = ["Estimate", "cost_class", "estimate_seconds", "grid_estimate", "BENCH_RESULTS",
+__all__ = ["Estimate", "cost_class", "estimate_seconds", "estimator", "grid_estimate", "BENCH_RESULTS",
            "GridSummary", "grid_summary", "store_cost_table"]
 
 BENCH_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results.json"
@@ -123,11 +123,19 @@ def estimate_seconds(config: RunConfig, store: ResultStore | None = None, *,
     return Estimate(nan, nan, nan, "none")
 
 
+def estimator(store: ResultStore | None, *, bench: Path | None = BENCH_RESULTS
+              ) -> Callable[[RunConfig], Estimate]:
+    """`estimate_seconds` with the store and the bench results read once, for many configs."""
+    index = _stored_index(store) if store else {}
+    costs = _bench_costs(bench) if bench else {}
+    return lambda config: estimate_seconds(config, _index=index, _costs=costs)
+
+
 def grid_estimate(configs: Iterable[RunConfig], store: ResultStore, *,
                   bench: Path | None = BENCH_RESULTS) -> tuple[list[Estimate], float, int]:
     """Estimates of `configs`, their total over the known ones, and how many are unknown."""
-    index, costs = _stored_index(store), (_bench_costs(bench) if bench else {})
-    estimates = [estimate_seconds(c, _index=index, _costs=costs) for c in configs]
+    estimate = estimator(store, bench=bench)
+    estimates = [estimate(c) for c in configs]
     known = [e.seconds for e in estimates if e.known]
     return estimates, float(sum(known)), len(estimates) - len(known)
 

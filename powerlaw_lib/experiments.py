@@ -14,7 +14,7 @@ import platform
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from .model_cache import ModelCache
 from .models import build_model
 from .store import Result, ResultStore
 from .inference import accuracy
-from .training import train
+from .training import checkpoint_epochs, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Fixed seed of the train/test subsets: every run of a grid sees the same images.
@@ -68,6 +68,7 @@ def provenance(seconds: dict[str, float]) -> dict[str, Any]:
         "machine": platform.machine(),
         "processor": platform.processor() or None,
         "threads": torch.get_num_threads(),
+        "host": platform.node(),
         "seconds": seconds,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -112,11 +113,12 @@ def stored_history(config: RunConfig, store: ResultStore) -> list[dict[str, floa
 
 def trained_model(config: RunConfig, store: ResultStore, *, progress: bool = True,
                   stop_after: int | None = None
-                  ) -> tuple[torch.nn.Module | None, list[dict[str, float]], float, bool]:
+                  ) -> tuple[torch.nn.Module | None, list[dict[str, float]], float, int | None]:
     """The trained model of `config`: from the model cache, else trained now.
 
-    Returns (model, history, seconds trained in this call, whether it came from the cache);
-    model is None when `stop_after` ended training early. Training resumes from the run's
+    Returns (model, history, seconds trained in this call, the epoch training resumed from
+    (0: from scratch; None: from the cache)); model is None when `stop_after` ended
+    training early. Training resumes from the run's
     checkpoint when there is one. A model trained here whose training key matches a stored
     result must reproduce that result's history exactly (seconds aside), or
     `HistoryMismatchError` is raised and nothing is cached.
@@ -126,21 +128,22 @@ def trained_model(config: RunConfig, store: ResultStore, *, progress: bool = Tru
     model = build(config)
     history = cache.load(config, model)
     if history is not None:
-        return model, history, 0.0, True
+        return model, history, 0.0, None
     x_tr, y_tr, x_te, y_te = load_data(config)
+    resumed_from = checkpoint_epochs(store.checkpoint_path(config), config.key)
     t0 = time.perf_counter()
     history = train(model, config, x_tr, y_tr, x_te, y_te, checkpoint=store.checkpoint_path(config),
                     progress=progress, stop_after=stop_after)
     seconds = time.perf_counter() - t0
     if len(history) < config.epochs:
-        return None, history, seconds, False
+        return None, history, seconds, resumed_from
     before = stored_history(config, store)
     if before is not None and _without_seconds(before) != _without_seconds(history):
         raise HistoryMismatchError(
             f"retraining {config.label} did not reproduce the stored training history of the "
             f"same training key {config.training_key}: nothing was stored")
     cache.save(config, model, history)
-    return model, history, seconds, False
+    return model, history, seconds, resumed_from
 
 
 def run(config: RunConfig, store: ResultStore | str | os.PathLike, *, progress: bool = True,
@@ -151,12 +154,23 @@ def run(config: RunConfig, store: ResultStore | str | os.PathLike, *, progress: 
     from a stored run only in its evaluation settings is evaluated without any training.
     `stop_after` trains that many epochs and returns None, leaving only the checkpoint
     (used to test that a killed run resumes to the same result).
+
+    The config's lock in the store (`ResultStore.run_lock`) is held from the check for a
+    stored result to the write, so concurrent callers (two Dask workers given the same
+    config) run it once: the others wait and return the stored result.
     """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     cached = store.get(config)
     if cached is not None:
         return cached
-    model, history, train_seconds, from_cache = trained_model(
+    with store.run_lock(config):
+        return store.get(config) or _train_and_evaluate(config, store, progress, stop_after)
+
+
+def _train_and_evaluate(config: RunConfig, store: ResultStore, progress: bool,
+                        stop_after: int | None) -> Result | None:
+    """`run` without the store lookup: train (or load) the model, evaluate, store."""
+    model, history, train_seconds, resumed_from = trained_model(
         config, store, progress=progress, stop_after=stop_after)
     if model is None:
         return None
@@ -170,7 +184,8 @@ def run(config: RunConfig, store: ResultStore | str | os.PathLike, *, progress: 
     seconds = {"train_this_session": train_seconds, "evaluate": time.perf_counter() - t1,
                "train_total": sum(h["seconds"] for h in history)}
     result = Result(config, ev["metrics"], ev["curves"], ev["spectra"], ev["sensitivity"],
-                    history, {**provenance(seconds), "model_from_cache": from_cache})
+                    history, {**provenance(seconds), "model_from_cache": resumed_from is None,
+                              "resumed_from_epoch": resumed_from})
     store.put(result)
     store.checkpoint_path(config).unlink(missing_ok=True)
     return result
@@ -241,7 +256,8 @@ def check_training_allowed(missing: Sequence[RunConfig], store: ResultStore) -> 
 
 
 def run_grid(configs: Iterable[RunConfig], store: ResultStore | str | os.PathLike, *,
-             executor: Any = None, progress: bool = True, allow_training: bool = True
+             executor: Any = None, progress: bool = True, allow_training: bool = True,
+             on_done: Callable[[RunConfig, str | None], None] | None = None
              ) -> list[Result]:
     """Results of all `configs` (same order): cached ones loaded, missing ones run.
 
@@ -257,7 +273,8 @@ def run_grid(configs: Iterable[RunConfig], store: ResultStore | str | os.PathLik
 
     A config that raises does not stop the others: its error is recorded in the store
     (`ResultStore.record_failure`) and, once every other config has run, `GridRunError`
-    names the failed ones.
+    names the failed ones. `on_done(config, error or None)` is called as each missing
+    config finishes.
     """
     configs = list(configs)
     store = store if isinstance(store, ResultStore) else ResultStore(store)
@@ -265,9 +282,11 @@ def run_grid(configs: Iterable[RunConfig], store: ResultStore | str | os.PathLik
     if not allow_training:
         check_training_allowed(missing, store)
     runner = as_executor(executor, progress)
-    local = isinstance(runner, LocalExecutor)
+    in_process = isinstance(runner, LocalExecutor) and runner.jobs == 1
+    done = None if on_done is None else (lambda i, error: on_done(missing[i], error))
     errors = runner.map(_run_task, [c.to_dict() for c in missing], str(store.path),
-                        progress and local, describe=_task_label) if missing else []
+                        progress and in_process, describe=_task_label,
+                        on_done=done) if missing else []
     failures = [(c, e) for c, e in zip(missing, errors) if e]
     if failures:
         raise GridRunError(failures)

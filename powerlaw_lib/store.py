@@ -10,10 +10,12 @@ written.
 from __future__ import annotations
 
 import json
+import fcntl
 import os
 import tempfile
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -103,6 +105,28 @@ class ResultStore:
     @property
     def failure_dir(self) -> Path:
         return self.path / ".failures"
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.path / ".locks"
+
+    @contextmanager
+    def run_lock(self, config: RunConfig) -> Iterator[None]:
+        """Hold the exclusive lock of `config` (``.locks/<key>.lock``) for a `with` block.
+
+        Every process that trains or evaluates `config` into this store holds it, so two
+        workers given the same config never both run it: the second waits, then finds the
+        result stored. It is an advisory `flock`, released by the kernel when its process
+        dies (a killed worker leaves no stale lock); it needs a file system with working
+        `flock` between the machines (local disks, NFSv4, Lustre and BeeGFS do).
+        """
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_dir / f"{config.key}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # --- failures ---------------------------------------------------------------------------
     def record_failure(self, config: RunConfig, error: BaseException) -> Path:

@@ -115,6 +115,14 @@ def save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
     os.replace(tmp, path)
 
 
+def checkpoint_epochs(path: Path, key: str) -> int:
+    """Epochs done in the checkpoint of run `key` at `path` (0 when there is none)."""
+    if not path.exists():
+        return 0
+    ckpt = torch.load(path, weights_only=False, map_location="cpu")
+    return int(ckpt["epochs_done"]) if ckpt.get("key") == key else 0
+
+
 def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
                     key: str) -> TrainState | None:
     if not path.exists():

@@ -390,8 +390,12 @@ def test_a_chapters_parameter_defaults_are_its_grid_functions_defaults(name):
         pytest.skip(f"no chapter book/{name}.md yet")
     defaults = read_parameter_defaults(source)
     grid = inspect.signature(CHAPTER_GRIDS[name]).parameters
+    from powerlaw_lib.sweep import CHAPTER_ONLY_PARAMETERS
+
     shared = sorted(set(defaults) & set(grid))
     assert shared, "the chapter passes none of its grid's parameters"
+    # every other parameter is one of the few a chapter has beyond its grid's
+    assert set(defaults) - set(grid) == CHAPTER_ONLY_PARAMETERS
     for p in shared:
         default = grid[p].default
         expected = list(default) if isinstance(default, tuple) else default

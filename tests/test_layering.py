@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("runs", {"training", "evaluation", "store", "model_cache", "audit", "audit_checks",
               "plotting"}),
     ("summaries", {"costs", "analysis", "tables"}),
-    ("orchestration", {"experiments", "grids", "diagnostics"}),
+    ("orchestration", {"experiments", "grids", "diagnostics", "sweep"}),
     ("command line", {"__main__"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}
