@@ -104,8 +104,46 @@ def format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def git_commit(repo: Path = REPO) -> str:
+    """The commit the book is built from, e.g. "`1a2b3c4`" (+ a note when files differ)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], capture_output=True,
+                              text=True, check=False).stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD")
+    if not commit:
+        return "unknown (not a git checkout)"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "powerlaw_lib", "book")
+    return f"`{commit}`" + (" with uncommitted changes to the library or the chapters"
+                            if dirty else "")
+
+
+def stored_runs_read(record: ExecutionRecord, repo: Path = REPO) -> str:
+    """How many stored runs a chapter with a grid read: "22 of 22" (or "—")."""
+    sys.path.insert(0, str(repo))
+    try:
+        import inspect
+
+        from powerlaw_lib.grids import CHAPTER_GRIDS
+        from powerlaw_lib.store import ResultStore
+    finally:
+        sys.path.pop(0)
+    grid = CHAPTER_GRIDS.get(record.chapter)
+    if grid is None:
+        return "—"
+    results_dir = record.parameters.get("results_dir", "data/results")
+    if not isinstance(results_dir, str) or results_dir.startswith("@"):
+        return "fresh folder"
+    accepted = inspect.signature(grid).parameters
+    configs = grid(**{k: (tuple(v) if isinstance(v, list) else v)
+                      for k, v in record.parameters.items() if k in accepted})
+    store = ResultStore(repo / results_dir)
+    return f"{len(configs) - len(store.missing(configs))} of {len(configs)}"
+
+
 def status_page(records: list[ExecutionRecord], profile: str, params_file: Path | None) -> str:
-    """Markdown of the status page: execution time per chapter and versions."""
+    """Markdown of the status page: the commit, execution time and stored runs per chapter,
+    and versions."""
     setting = (f"parameters from `{params_file.relative_to(REPO) if params_file.is_relative_to(REPO) else params_file}`"
                if params_file else "each chapter's default parameters")
     lines = [
@@ -116,8 +154,10 @@ def status_page(records: list[ExecutionRecord], profile: str, params_file: Path 
         "and library code were unchanged since that execution. "
         "See {doc}`reproducibility` to rerun a chapter.",
         "",
-        "| Chapter | Executed | Run time | Reused | Parameters changed |",
-        "| --- | --- | --: | :-: | --- |",
+        f"Built from commit {git_commit()}.",
+        "",
+        "| Chapter | Executed | Run time | Reused | Stored runs read | Parameters changed |",
+        "| --- | --- | --: | :-: | --: | --- |",
     ]
     total = 0.0
     for record in records:
@@ -125,10 +165,11 @@ def status_page(records: list[ExecutionRecord], profile: str, params_file: Path 
         changed = ", ".join(f"`{k}={v!r}`" for k, v in record.parameters.items()) or "none"
         lines.append(
             f"| {{doc}}`{record.chapter}` | {record.executed_at} | "
-            f"{format_seconds(record.seconds)} | {'yes' if record.reused else 'no'} | {changed} |"
+            f"{format_seconds(record.seconds)} | {'yes' if record.reused else 'no'} | "
+            f"{stored_runs_read(record)} | {changed} |"
         )
     lines += [
-        f"| **Total** | | **{format_seconds(total)}** | | |",
+        f"| **Total** | | **{format_seconds(total)}** | | | |",
         "",
         "## Software",
         "",

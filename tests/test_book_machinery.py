@@ -400,3 +400,19 @@ def test_a_chapters_parameter_defaults_are_its_grid_functions_defaults(name):
         default = grid[p].default
         expected = list(default) if isinstance(default, tuple) else default
         assert defaults[p] == expected, f"{name}: parameter {p}"
+
+
+def test_the_status_page_names_the_commit_and_the_stored_runs_each_chapter_read():
+    from book_execute import ExecutionRecord
+    from book_site import status_page
+
+    records = [ExecutionRecord("shallow", "book", "h", {}, 9.5, "2026-12-02 01:00", "nb"),
+               ExecutionRecord("stringer", "book", "h", {}, 20.0, "2026-12-02 01:00", "nb"),
+               ExecutionRecord("shallow", "quick", "h", {"results_dir": "@fresh_tmpdir",
+                                                         "seeds": [0]}, 5.0, "x", "nb")]
+    page = status_page(records, "book", None)
+    assert "Built from commit `" in page
+    rows = [l for l in page.splitlines() if l.startswith("| {doc}")]
+    assert "| 22 of 22 |" in rows[0]           # the shallow grid, all stored
+    assert "| — |" in rows[1]                  # no grid
+    assert "| fresh folder |" in rows[2]
