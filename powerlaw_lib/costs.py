@@ -87,6 +87,14 @@ def cost_label(config: RunConfig) -> str:
             f"batch {config.batch_size}")
 
 
+def bench_results(path: Path = BENCH_RESULTS) -> dict:
+    """The last `make bench` results (`benchmarks/results.json`); {} when there are none."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _bench_costs(path: Path) -> dict[str, dict]:
     try:
         return json.loads(path.read_text()).get("costs", {})

@@ -12,17 +12,23 @@ epoch of weight updates: the worst case) and once with a basis refreshed at that
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import methods
 from .config import RunConfig
-from .experiments import build, load_data, seed_everything
+from .experiments import (TrainingNotAllowedError, build, load_data, provenance,
+                          seed_everything)
+from .methods import refresh_eigenvectors
 from .regularizers import SpectralRegularizer, spectral_penalty
 from .spectrum import covariance
-from .methods import refresh_eigenvectors
+from .store import atomic_write_text
 from .training import train
 
 PROBE_SEED = 12345
@@ -51,6 +57,45 @@ class RayleighTracking:
     last_stale: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     last_full: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
     history: list = field(repr=False, default_factory=list)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: arrays as lists."""
+        return {f.name: (getattr(self, f.name).tolist() if isinstance(getattr(self, f.name), np.ndarray)
+                         else getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RayleighTracking":
+        kinds = {f.name: f.type for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(tuple(b) for b in v) if k == "bands"
+                          else v if kinds[k] in ("list",) else np.asarray(v, dtype=float))
+                      for k, v in d.items()})
+
+
+def stored_rayleigh_tracking(config: RunConfig, folder: str | Path, *,
+                             allow_training: bool = False) -> RayleighTracking:
+    """`track_rayleigh_quotients(config)`, kept in `folder` as ``rayleigh_<key>.json``.
+
+    A stored tracking is read back; otherwise the tracking run trains (only with
+    `allow_training`, else `experiments.TrainingNotAllowedError` says what would train) and
+    its measurements are written atomically, with the provenance of the code that made them.
+    """
+    path = Path(folder) / f"rayleigh_{config.key}.json"
+    if path.exists():
+        data = json.loads(path.read_text())
+        return RayleighTracking.from_dict(data["tracking"])
+    if not allow_training:
+        raise TrainingNotAllowedError(
+            f"the Rayleigh-quotient tracking run {config.label} ({config.key}) is not stored "
+            f"in {folder} and would train {config.epochs} epochs; allow training "
+            "(chapter parameter allow_training=True) to run it")
+    t0 = time.perf_counter()
+    tracking = track_rayleigh_quotients(config)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    record = {"config": config.to_dict(), "key": config.key,
+              "provenance": provenance({"train_total": time.perf_counter() - t0}),
+              "tracking": tracking.to_dict()}
+    atomic_write_text(path, json.dumps(record, indent=1, allow_nan=False) + "\n")
+    return tracking
 
 
 def rank_bands(width: int, edges: tuple[int, ...] = (10, 50, 200)) -> tuple[tuple[int, int], ...]:
