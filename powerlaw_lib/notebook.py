@@ -443,6 +443,19 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
+def glue_figure(name: str, fig: Any) -> None:
+    """Glue a matplotlib figure for a numbered ``{glue:figure}`` with a caption.
+
+    The figure is stored in the cell's output (not shown there) and closed, so it appears
+    once, where the chapter's ``{glue:figure} name`` directive places it.
+    """
+    import matplotlib.pyplot as plt
+    from myst_nb import glue as _glue
+
+    _glue(name, fig, display=False)
+    plt.close(fig)
+
+
 def glue(name: str, value: Any, display: bool = False) -> None:
     """`myst_nb.glue` for chapter numbers, with numpy scalars turned into Python numbers.
 

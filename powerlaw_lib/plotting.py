@@ -38,6 +38,7 @@ __all__ = [
     "ACCURACY_LABEL",
     "EPSILON_LABEL",
     "OTHER_COLORS",
+    "PAGE_WIDTH",
     "RANK_LABEL",
     "SPECREG_BETAS",
     "SpectrumArtists",
@@ -45,10 +46,12 @@ __all__ = [
     "apply_style",
     "label_axes",
     "config_color",
+    "config_style",
     "method_color",
     "plot_accuracy_curve",
     "plot_sensitivity_maps",
     "plot_spectrum",
+    "page_figure",
     "plot_value_grid",
 ]
 
@@ -61,11 +64,16 @@ OTHER_COLORS: dict[str, str] = {
 SPECREG_BETAS: tuple[float, ...] = (1.0, 2.0, 5.0)
 
 #: Default axis labels (with units).
-EPSILON_LABEL = "perturbation ε (L∞, pixel units in [0, 1])"
+EPSILON_LABEL = r"perturbation $\varepsilon$ ($L_\infty$, pixel units in [0, 1])"
 ACCURACY_LABEL = "accuracy (%)"
-RANK_LABEL = "rank n"
-_NORMALIZED_EIGENVALUE_LABEL = "normalized eigenvalue λ_n / Σλ"
-_EIGENVALUE_LABEL = "eigenvalue λ_n (variance, squared activation units)"
+RANK_LABEL = r"rank $n$"
+_NORMALIZED_EIGENVALUE_LABEL = r"normalized eigenvalue $\lambda_n / \Sigma \lambda$"
+_EIGENVALUE_LABEL = r"eigenvalue $\lambda_n$ (variance, squared activation units)"
+#: Width of the book's text column, in inches at the figure resolution (`apply_style`:
+#: 100 dpi, so 7 in is the column's 700 px at a 1280 px window): a figure this wide is shown
+#: at its own size,
+#: and its fonts at the sizes `apply_style` sets.
+PAGE_WIDTH = 7.0
 
 
 # --------------------------------------------------------------------------- style
@@ -74,17 +82,26 @@ _EIGENVALUE_LABEL = "eigenvalue λ_n (variance, squared activation units)"
 def apply_style() -> None:
     """Set the book's matplotlib rcParams: readable fonts, no top/right spines.
 
+    Figures are meant to be `PAGE_WIDTH` wide (`page_figure`) at 100 dpi, so that the page
+    shows them at their own size and every text is at least 9 pt; notebooks display them at
+    twice that resolution (retina PNG), for zooming and for the full-size image.
     Idempotent; call once at the top of a chapter.
     """
+    try:  # crisp inline images: PNG at twice the figure dpi, shown at the figure's size
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("retina")
+    except ImportError:  # pragma: no cover - outside IPython
+        pass
     mpl.rcParams.update({
-        "figure.dpi": 110,
-        "savefig.dpi": 150,
+        "figure.dpi": 100,
+        "savefig.dpi": 200,
         "savefig.bbox": "tight",
-        "font.size": 11,
-        "axes.titlesize": 12,
-        "axes.labelsize": 11,
-        "xtick.labelsize": 10,
-        "ytick.labelsize": 10,
+        "font.size": 10,
+        "axes.titlesize": 10.5,
+        "axes.labelsize": 10,
+        "xtick.labelsize": 9,
+        "ytick.labelsize": 9,
         "legend.fontsize": 9,
         "legend.frameon": False,
         "axes.spines.top": False,
@@ -93,6 +110,15 @@ def apply_style() -> None:
         "image.cmap": "viridis",
         "figure.constrained_layout.use": True,
     })
+
+
+def page_figure(nrows: int = 1, ncols: int = 1, height: float | None = None,
+                width: float = PAGE_WIDTH, **subplots: Any) -> tuple[Figure, Any]:
+    """`plt.subplots` for a figure as wide as the page's text column (`PAGE_WIDTH`).
+
+    height: inches (default 2.8 per row); further keywords go to `plt.subplots`.
+    """
+    return plt.subplots(nrows, ncols, figsize=(width, height or 2.8 * nrows), **subplots)
 
 
 def _shade(color: str, amount: float) -> str:
@@ -128,6 +154,21 @@ def method_color(name: str, beta: float | None = None) -> str:
         raise ValueError(f"beta must be a finite number > 0, got {beta!r}")
     position = np.clip((np.log(beta) - np.log(0.5)) / (np.log(10.0) - np.log(0.5)), 0.0, 1.0)  # 0 .. 1
     return _shade(base, -0.55 + 1.0 * position)  # light (β = 0.5) .. dark (β = 10)
+
+
+#: Line styles of the strengths β of a method drawn at several β (with its shades).
+BETA_LINESTYLES = {1.0: (0, (1, 1.2)), 2.0: (0, (4, 1.5)), 5.0: "-"}
+
+
+def config_style(config: "RunConfig") -> dict[str, Any]:
+    """Colour, marker and line style of a run's curve: the method's colour and marker; a
+    method drawn at several β also gets a β-shaded colour and a β line style
+    (`BETA_LINESTYLES`, dash-dot for other β), so curves differ without colour too."""
+    method = config.method
+    style: dict[str, Any] = {"color": config_color(config), "marker": method.marker}
+    if method.shades_by_beta:
+        style["linestyle"] = BETA_LINESTYLES.get(config.beta, "-.")
+    return style
 
 
 def config_color(config: "RunConfig") -> str:
@@ -258,7 +299,7 @@ def plot_spectrum(ax: Axes, eigenvalues: Any, *, label: str, color: str | None =
         n_fit = np.arange(lo, hi + 1, dtype=np.float64)
         fit_values = fit.predict(n_fit) * (1.0 if normalize else total)
         (artists.fit,) = ax.plot(n_fit, fit_values, linestyle=(0, (1, 1.5)), color=_shade(color, 0.5),
-                                 linewidth=2.2, label=f"fit α = {fit.alpha:.3f} (ranks {lo}–{hi})")
+                                 linewidth=2.2, label=rf"fit $\alpha$ = {fit.alpha:.3f} (ranks {lo}–{hi})")
     if tau is not None:
         tau = _check_rank("tau", tau)
         artists.shade = ax.axvspan(1, tau, color="0.85", alpha=0.5, linewidth=0,
@@ -272,12 +313,12 @@ def plot_spectrum(ax: Axes, eigenvalues: Any, *, label: str, color: str | None =
         kappa = lam[anchor - 1] * anchor**target_alpha
         (artists.target,) = ax.plot(ranks, kappa * ranks**-target_alpha, linestyle="--", color=color,
                                     linewidth=1.2, alpha=0.8,
-                                    label=f"target ∝ n^-{target_alpha:g} (meets the spectrum at n = {anchor})")
+                                    label=rf"target $\propto n^{{-{target_alpha:g}}}$ (meets the spectrum at $n$ = {anchor})")
     if effective_dim is not None:
         effective_dim = _check_rank("effective_dim", effective_dim)
         (artists.star,) = ax.plot([effective_dim], [lam[effective_dim - 1]], marker="*", markersize=13,
                                   color=color, markeredgecolor="black", linestyle="none",
-                                  label=f"90% variance at n = {effective_dim}")
+                                  label=f"90% variance at $n$ = {effective_dim}")
     _label_if_unlabelled(ax, RANK_LABEL, _NORMALIZED_EIGENVALUE_LABEL if normalize else _EIGENVALUE_LABEL)
     ax.legend()
     return artists
@@ -336,6 +377,8 @@ def plot_accuracy_curve(ax: Axes, eps: Any, acc_per_seed: Any, *, label: str, co
         sd = acc.std(axis=0, ddof=1) * factor  # [E]
         ax.fill_between(x, mean - sd, mean + sd, color=line.get_color(), alpha=0.2, linewidth=0)
     _label_if_unlabelled(ax, EPSILON_LABEL, ACCURACY_LABEL if percent else "accuracy (fraction)")
+    ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(5, steps=[1, 2, 2.5, 5, 10]))
+    ax.xaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
     ax.legend()
     return line
 
@@ -345,7 +388,7 @@ def plot_accuracy_curve(ax: Axes, eps: Any, acc_per_seed: Any, *, label: str, co
 
 def plot_sensitivity_maps(fig_or_axes: Figure | Sequence[Axes] | np.ndarray, maps: Any,
                           titles: Sequence[str], *, ncols: int | None = None, cmap: str = "RdBu_r",
-                          colorbar_label: str = "sensitivity ∂λ_n/∂x (per pixel)") -> tuple[np.ndarray, Colorbar]:
+                          colorbar_label: str = r"sensitivity $\partial\lambda_n/\partial x$ (per pixel)") -> tuple[np.ndarray, Colorbar]:
     """Image grid of sensitivity maps ``J_n = ∂λ_n/∂x`` (Nassar et al. 2020, eq. 9, Fig. 5).
 
     All maps share one symmetric diverging colour scale ``[-m, m]`` with

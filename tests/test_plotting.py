@@ -131,7 +131,7 @@ def test_fit_line_and_effective_dimension_star():
     d = spectrum.effective_dimension(lam)
     assert sx[0] == d and sy[0] == pytest.approx(lam[d - 1] / lam.sum())
     texts = " ".join(_legend_texts(ax))
-    assert "α = 1.000" in texts and f"n = {d}" in texts
+    assert r"$\alpha$ = 1.000" in texts and f"$n$ = {d}" in texts
 
 
 def test_unnormalized_spectrum_keeps_values_and_scales_the_fit():
@@ -170,7 +170,7 @@ def test_accuracy_curve_with_several_seeds_has_a_one_sd_band():
     at = verts[np.isclose(verts[:, 0], 0.05), 1]
     assert at.min() == pytest.approx(100 * acc.mean(axis=0)[1] - sd[1])
     assert at.max() == pytest.approx(100 * acc.mean(axis=0)[1] + sd[1])
-    assert "ε" in ax.get_xlabel() and "%" in ax.get_ylabel()
+    assert r"\varepsilon" in ax.get_xlabel() and "%" in ax.get_ylabel()
     assert _legend_texts(ax) == ["SpecReg"]
 
 
@@ -234,3 +234,21 @@ def test_value_grid_prints_every_value_and_labels_everything():
     with pytest.raises(ValueError, match="row_labels"):
         plotting.plot_value_grid(ax, values, row_labels=["2"], col_labels=["a", "b", "c"],
                                  xlabel="x", ylabel="y", colorbar_label="c")
+
+
+def test_axis_labels_write_subscripts_and_powers_as_math_text():
+    """No raw `_` or `^` outside $...$: readers see λₙ and n⁻¹, not λ_n and n^-1."""
+    import inspect
+    import re
+
+    fig, ax = plt.subplots()
+    art = plotting.plot_spectrum(ax, 1 / np.arange(1, 200), label="x", tau=10, target_alpha=1.0,
+                                 fit=spectrum.fit_power_law(1 / np.arange(1, 200)), effective_dim=5)
+    texts = [plotting.EPSILON_LABEL, plotting.RANK_LABEL, ax.get_ylabel(),
+             *(t.get_text() for t in ax.get_legend().get_texts()),
+             inspect.signature(plotting.plot_sensitivity_maps).parameters["colorbar_label"].default]
+    for text in texts:
+        outside_math = re.sub(r"\$[^$]*\$", "", text)
+        assert "_" not in outside_math and "^" not in outside_math, text
+    plt.close(fig)
+    assert art.target is not None

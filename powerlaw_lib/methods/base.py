@@ -64,7 +64,7 @@ class Method:
     ----------
     name : the `RunConfig.regularizer` value ("none", "spectral", ...).
     label : display name in tables, legends and run labels ("vanilla", "SpecReg", ...).
-    color : hex colour in every figure.
+    color : hex colour in every figure; marker: its matplotlib marker.
     fields : the `RunConfig` fields of `METHOD_FIELDS` it reads (the others stay default),
         in the order labels show them.
     shown : fields its labels always show (the others only when not at their default).
@@ -76,6 +76,7 @@ class Method:
     name: str = ""
     label: str = ""
     color: str = "#000000"
+    marker: str = "o"
     fields: tuple[str, ...] = ()
     shown: tuple[str, ...] = ()
     layered: bool = False

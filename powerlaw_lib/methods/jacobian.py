@@ -39,6 +39,7 @@ class Jacobian(Method):
     name = "jacobian"
     label = "Jacobian"
     color = "#009E73"  # bluish green
+    marker = "^"
     fields = ("beta", "jacobian_projections")
     shown = ("beta",)
     reference = "Hoffman et al. 2019; Nassar et al. 2020, §4.3"

@@ -9,6 +9,7 @@ class Vanilla(Method):
     name = "none"
     label = "vanilla"
     color = "#4d4d4d"  # dark grey: the unregularized baseline
+    marker = "s"
     reference = "Nassar et al. 2020, §4 (the unregularized baseline)"
 
 

@@ -28,6 +28,7 @@ class Slope(Method):
     name = "slope"
     label = "slope"
     color = "#CC79A7"  # reddish purple
+    marker = "D"
     fields = ("beta", "alpha", "reg_layers", "slope_ranks", "slope_method")
     shown = ("beta", "alpha", "reg_layers")
     layered = True
@@ -61,6 +62,7 @@ class SlopeMSE(Slope):
     name = "slope-mse"
     label = "slope-MSE"
     color = "#E69F00"  # orange
+    marker = "v"
     reference = "Gerum et al. 2022, mean squared distance to the line of slope −α*"
     mode = "mse"
 

@@ -24,6 +24,7 @@ class Spectral(Method):
     name = "spectral"
     label = "SpecReg"
     color = "#0072B2"  # blue
+    marker = "o"
     fields = ("beta", "alpha", "layer_alphas", "reg_layers", "tau")
     shown = ("beta", "alpha", "reg_layers")
     layered = True
