@@ -10,6 +10,8 @@ the last hidden layer. Evaluation runs in fp32 whatever precision the run traine
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from torch import nn
@@ -130,10 +132,58 @@ def _round(a: np.ndarray, digits: int = 4) -> list:
     return np.vectorize(lambda v: float(f"{v:.{digits}g}"))(a).tolist() if a.size else []
 
 
-def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: torch.Tensor
-             ) -> dict:
-    """All per-run measurements. Returns dict(metrics=..., curves=..., spectra=..., sensitivity=...)."""
+def stage_weights(config: RunConfig, n_test: int) -> dict[str, float]:
+    """Expected work of each evaluation stage, in image-gradient passes (forward + backward
+    of one image), for progress estimates: spectra, FGSM, PGD (without its early stops),
+    noise, the attack-strength check and the sensitivity maps."""
+    n_pgd = min(config.pgd_subset or n_test, n_test)
+    n_strength = min(config.strength_subset or n_pgd, n_pgd)
+    return {
+        "spectra": 0.5 * n_test,
+        "FGSM": len(config.fgsm_eps) * n_test,
+        "PGD": len(config.pgd_eps) * n_pgd * config.pgd_steps,
+        "white noise": 0.5 * len(config.noise_sigma) * n_test,
+        "strength check": len(config.strength_eps) * n_strength
+        * (config.pgd_steps + config.strength_restarts * config.strength_steps),
+        "sensitivity maps": config.sensitivity_top * max(SENSITIVITY_BATCH, config.batch_size)
+        if config.sensitivity_top and config.sensitivity_images else 0.0,
+    }
+
+
+class EvaluationProgress:
+    """Prints each evaluation stage as it starts, with the time left estimated from the
+    stages' expected work (`stage_weights`) and the time the finished ones took."""
+
+    def __init__(self, weights: dict[str, float], label: str, print_fn=print) -> None:
+        self.weights, self.label, self.print = weights, label, print_fn
+        self.start = time.perf_counter()
+        self.done = 0.0
+
+    def stage(self, name: str) -> None:
+        elapsed = time.perf_counter() - self.start
+        total = sum(self.weights.values())
+        left = (f", about {elapsed * (total - self.done) / self.done:.0f} s left"
+                if self.done > 0 else "")
+        index = list(self.weights).index(name) + 1
+        self.print(f"  evaluating {self.label}: [{index}/{len(self.weights)}] {name} "
+                   f"({elapsed:.0f} s so far{left})", flush=True)
+        self.done += self.weights[name]
+
+
+def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: torch.Tensor,
+             progress: bool = False) -> dict:
+    """All per-run measurements. Returns dict(metrics=..., curves=..., spectra=..., sensitivity=...).
+
+    progress: print each stage as it starts, with an estimate of the time left.
+    """
+    tracker = EvaluationProgress(stage_weights(config, len(x_test)), config.label) if progress else None
+
+    def stage(name: str) -> None:
+        if tracker is not None:
+            tracker.stage(name)
+
     model.eval()
+    stage("spectra")
     metrics: dict[str, float] = {"clean_accuracy": accuracy(model, x_test, y_test)}
     # --- spectra of every hidden layer on the test set -------------------------------------
     depth = len(config.hidden_widths)
@@ -154,21 +204,26 @@ def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: 
     chunk = max(2000, config.batch_size)
     ra = robust_accuracy_naive if has_batch_coupling(model) else robust_accuracy
     curves: dict[str, list[float]] = {}
+    stage("FGSM")
     curves["fgsm"] = ra(model, x_test, y_test, "fgsm", config.fgsm_eps, batch_size=chunk).tolist()
     x_pgd, y_pgd = subset(x_test, y_test, config.pgd_subset, seed=PGD_SUBSET_SEED) \
         if config.pgd_subset and config.pgd_subset < len(x_test) else (x_test, y_test)
+    stage("PGD")
     curves["pgd"] = ra(model, x_pgd, y_pgd, "pgd", config.pgd_eps, batch_size=chunk,
                        steps=config.pgd_steps, step_size=config.pgd_step_size).tolist()
+    stage("white noise")
     curves["noise"] = robust_accuracy_naive(
         model, x_test, y_test, "noise", config.noise_sigma, batch_size=chunk,
         generator=torch.Generator().manual_seed(NOISE_SEED)).tolist()
     for name, grid in (("fgsm", config.fgsm_eps), ("pgd", config.pgd_eps)):
         for eps, acc in zip(grid, curves[name]):
             metrics[metric_name(name, eps)] = float(acc)
+    stage("strength check")
     metrics.update(attack_strength_check(model, config, x_pgd, y_pgd, chunk, ra))
     # --- sensitivity maps of the last hidden layer -----------------------------------------
     sens: list = []
     if config.sensitivity_top and config.sensitivity_images:
+        stage("sensitivity maps")
         batch = x_test[:max(SENSITIVITY_BATCH, config.batch_size)]
         maps = sensitivity_maps(model, batch, last_vecs, depth, config.sensitivity_top,
                                 config.sensitivity_images)

@@ -177,7 +177,7 @@ def _train_and_evaluate(config: RunConfig, store: ResultStore, progress: bool,
     t1 = time.perf_counter()
     torch.manual_seed(config.seed)
     _, _, x_te, y_te = load_data(config)
-    ev = evaluate(model, config, x_te, y_te)
+    ev = evaluate(model, config, x_te, y_te, progress=progress)
     ev["metrics"]["final_train_loss"] = history[-1]["loss"]
     if config.dataset == "cifar10":  # evaluated on the validation split: add the test set
         ev["metrics"]["official_test_accuracy"] = accuracy(model, *load_cifar10_official_test())

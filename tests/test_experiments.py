@@ -248,3 +248,16 @@ def test_cli_status_and_overrides(tmp_path, capsys):
     with pytest.raises(SystemExit, match="seeds"):
         cli.main(["status", "shallow", "--set", "seeds=[]"])
     assert len(grids.shallow(seeds=[0], betas=[2.0], no_bn_betas=[], text_lr_check=[])) == 2
+
+
+def test_evaluation_reports_each_stage_with_the_time_left(capsys):
+    from powerlaw_lib.evaluation import evaluate, stage_weights
+    from powerlaw_lib.experiments import build, load_data
+
+    config = SMALL.replace(epochs=1, sensitivity_top=2)
+    _, _, x_te, y_te = load_data(config)
+    evaluate(build(config), config, x_te, y_te, progress=True)
+    lines = [l for l in capsys.readouterr().out.splitlines() if "evaluating" in l]
+    stages = list(stage_weights(config, len(x_te)))
+    assert [l.split("] ")[1].split(" (")[0] for l in lines] == stages
+    assert "s left" not in lines[0] and all("s left" in l for l in lines[1:])
