@@ -204,6 +204,33 @@ def deep_beta_selection(store: ResultStore, tolerance: float = 0.01, **grid_para
     return table
 
 
+#: The deep chapter's variants in the order its figures and tables show them.
+DEEP_VARIANTS = ("vanilla", "vanilla-wh", "specreg-last", "specreg-last-wh", "specreg-all",
+                 "specreg-all-decreasing", "jacobian")
+
+
+def deep_groups(results, chosen_betas: dict[str, float] | None = None
+                ) -> dict[str, dict[str, list]]:
+    """The deep chapter's results as {arch: {variant: results sorted by seed}}.
+
+    A SpecReg variant keeps only its runs at the chosen β (`chosen_betas["arch/variant"]`,
+    default `DEEP_CHOSEN_BETAS`; the decreasing-α runs use the all-layer β); a variant
+    without a chosen β is left out (its β-selection runs are the appendix's). Variants come
+    in `DEEP_VARIANTS` order.
+    """
+    chosen = dict(DEEP_CHOSEN_BETAS if chosen_betas is None else chosen_betas)
+    groups: dict[str, dict[str, list]] = {}
+    for r in results:
+        arch, variant = r.config.arch, deep_variant(r.config)
+        if variant.startswith("specreg"):
+            beta = chosen.get(f"{arch}/{variant.replace('-decreasing', '')}")
+            if beta is None or r.config.beta != beta:
+                continue
+        groups.setdefault(arch, {}).setdefault(variant, []).append(r)
+    return {arch: {v: sorted(g[v], key=lambda r: r.config.seed) for v in DEEP_VARIANTS if v in g}
+            for arch, g in groups.items()}
+
+
 #: Target exponents α* of the α sweep (Gerum et al. 2022).
 ALPHA_TARGETS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)
 #: Perturbation grid of Gerum et al. 2022: ε = 0, 0.01, ..., 0.19.

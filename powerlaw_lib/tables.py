@@ -117,3 +117,32 @@ def shallow_settings(config: RunConfig, n_seeds: int, betas: Sequence[float]) ->
         ("precision", "float32 (GPU)", "float32 (GPU)", c.precision),
     ]
     return settings_table(rows)
+
+
+def deep_settings(mlp: RunConfig | None, cnn: RunConfig | None, n_seeds: int,
+                  selection_betas: Sequence[float], jacobian_beta: float) -> str:
+    """Settings of the deep chapter (Nassar et al. 2020, §4.2–4.3) against the paper's text
+    and the authors' code, this chapter's values read from one config per architecture."""
+    c = mlp or cnn
+    epochs = " / ".join(f"{x.epochs} ({x.arch.upper()})" for x in (mlp, cnn) if x)
+    batches = " / ".join(f"{x.batch_size} ({x.arch.upper()})" for x in (mlp, cnn) if x)
+    amsgrad = " (amsgrad)" if c.optimizer == "amsgrad" else ""
+    rows = [
+        ("MLP", "784-1000-1000-1000-10, tanh", "same, no batch norm", "same, no batch norm"),
+        ("CNN", "conv 16, conv 32, FC 1000", "conv3×3 16 → pool → conv3×3 32 → pool → FC 1000, tanh",
+         "same; max-pool before tanh (identical values), no padding"),
+        ("whitening", "after the 2nd hidden layer", "batch Cholesky, + 1e-5·I",
+         "after h2 (MLP) / the flattened last conv output (CNN); batch statistics in "
+         "training, frozen on the training set for evaluation"),
+        ("SpecReg", "α = 1, τ = 10, β not stated", "β from {1, 2, 5}",
+         f"α = 1, τ = 10, β ∈ {sorted(set(selection_betas))} chosen by the rule below"),
+        ("Jacobian", "β_j = 0.01 (Hoffman et al.)", "1 random projection",
+         f"β_j = {jacobian_beta:g}, 1 random projection"),
+        ("optimizer", "Adam, lr 1e-4", "Adam (amsgrad), lr 1e-4", f"Adam{amsgrad}, lr {c.lr:g}"),
+        ("batch", "not stated", "1500 (MLP) / 6000 (CNN)", batches),
+        ("epochs", "not stated", "100", epochs),
+        ("seeds", "3", "3", f"{n_seeds}"),
+        ("attacks", "FGSM, PGD-40 (η = 0.01), white noise", "same",
+         f"same; PGD on {c.pgd_subset or 'all'} fixed test images, no random start"),
+    ]
+    return settings_table(rows)

@@ -64,3 +64,22 @@ def test_committed_chosen_betas_follow_the_rule_on_the_stored_selection_runs():
     for variant, beta in grids.DEEP_CHOSEN_BETAS.items():
         assert variant in table, f"{variant}: β chosen before its selection runs were stored"
         assert table[variant]["beta"] == beta
+
+
+def test_deep_groups_keep_the_chosen_beta_of_each_specreg_variant():
+    from powerlaw_lib.store import Result
+
+    chosen = {f"{a}/{v}": 2.0 for a in ("mlp", "cnn") for v in grids.DEEP_SPECREG_VARIANTS}
+    configs = grids.deep(seeds=(0, 1), chosen_betas=chosen)
+    groups = grids.deep_groups([Result(c, {}) for c in configs], chosen)
+    assert list(groups) == ["mlp", "cnn"]
+    assert list(groups["mlp"]) == list(grids.DEEP_VARIANTS)
+    assert "specreg-all-decreasing" not in groups["cnn"]
+    for arch, variants in groups.items():
+        for variant, runs in variants.items():
+            assert [r.config.seed for r in runs] == [0, 1], (arch, variant)
+            if variant.startswith("specreg"):
+                assert all(r.config.beta == 2.0 for r in runs)
+    # without a chosen β a SpecReg variant has only selection runs: left out
+    partial = grids.deep_groups([Result(c, {}) for c in configs], {"mlp/specreg-last": 2.0})
+    assert "specreg-all" not in partial["mlp"] and "specreg-last" in partial["mlp"]
