@@ -81,7 +81,7 @@ def _executor(args: argparse.Namespace):
     return LocalExecutor(progress=args.jobs == 1, jobs=args.jobs, threads=args.threads)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m powerlaw_lib", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=("list", "status", "run", "sweep", "evaluate", "show"))
@@ -110,67 +110,66 @@ def main(argv: list[str] | None = None) -> int:
                          "one method before the next), so whole methods finish first")
     ap.add_argument("--cached-only", action="store_true",
                     help="evaluate: only configs whose trained model is cached (never train)")
-    args = ap.parse_args(argv)
+    return ap
 
-    store = ResultStore(args.results)
-    if args.grid is None:
-        if args.command not in ("list", "status"):
-            ap.error(f"{args.command} needs a GRID: one of {', '.join(sorted(CHAPTER_GRIDS))}")
-        return _summary(store, detailed=args.command == "status")
+
+def _grid(args: argparse.Namespace, default_results: str) -> tuple[list, ResultStore]:
+    """The grid's configs (--params, then --set) and the store (--results, or the
+    parameter file's results folder when --results is left at its default)."""
     grid_fn = CHAPTER_GRIDS[args.grid]
+    store = ResultStore(args.results)
     try:
         params = {}
         if args.params:
             from .sweep import grid_parameters_from_file
 
             params, results_dir = grid_parameters_from_file(args.params, args.grid, grid_fn)
-            if results_dir and args.results == ap.get_default("results"):
+            if results_dir and args.results == default_results:
                 store = ResultStore(results_dir)
-        configs = grid_fn(**{**params, **_parse_overrides(grid_fn, args.overrides)})
+        return grid_fn(**{**params, **_parse_overrides(grid_fn, args.overrides)}), store
     except ValueError as e:
         raise SystemExit(f"invalid grid parameters: {e}") from None
-    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
-        raise SystemExit("--jobs and --threads must be integers >= 1")
-    executor = _executor(args)
+
+
+def _status(grid: str, configs: list, store: ResultStore) -> int:
+    """Stored / missing runs of a grid, each missing run's estimate and recorded failure."""
+    from .costs import grid_estimate
+
     missing = store.missing(configs)
-    if args.command == "status":
-        from .costs import grid_estimate
+    print(f"{grid}: {len(configs) - len(missing)}/{len(configs)} stored in {store.path}; "
+          f"{len(missing)} missing")
+    estimates, total, unknown = grid_estimate(missing, store)
+    varying = varying_fields(configs)
+    for c, e in zip(missing, estimates):
+        cost = f"{e.seconds / 3600:5.2f} h ({e.source})" if e.known else "   ? h (no estimate)"
+        print(f"  missing {c.key}  {cost}  {describe(c, varying)}")
+        failure = store.failure(c)
+        if failure:
+            print(f"    FAILED {failure['when']}: {failure['error']}: {failure['message']}")
+    if missing:
+        print(f"estimated CPU time of the missing runs: {total / 3600:.1f} h"
+              + (f" + {unknown} run(s) without an estimate (run `make bench`)" if unknown else ""))
+    return 0
 
-        print(f"{args.grid}: {len(configs) - len(missing)}/{len(configs)} stored in {store.path}; "
-              f"{len(missing)} missing")
-        estimates, total, unknown = grid_estimate(missing, store)
-        varying = varying_fields(configs)
-        for c, e in zip(missing, estimates):
-            cost = f"{e.seconds / 3600:5.2f} h ({e.source})" if e.known else "   ? h (no estimate)"
-            print(f"  missing {c.key}  {cost}  {describe(c, varying)}")
-            failure = store.failure(c)
-            if failure:
-                print(f"    FAILED {failure['when']}: {failure['error']}: {failure['message']}")
-        if missing:
-            print(f"estimated CPU time of the missing runs: {total / 3600:.1f} h"
-                  + (f" + {unknown} run(s) without an estimate (run `make bench`)"
-                     if unknown else ""))
-        return 0
-    if args.command == "show":
-        varying = varying_fields(configs)
-        print(f"{len(configs)} runs; common to all: {configs[0].label.rsplit(' seed ', 1)[0]} "
-              f"(only the fields below differ)" if configs else "no runs")
-        for c in configs:
-            r = store.get(c)
-            m = r.metrics if r else {}
-            acc = f"{m['clean_accuracy']:.4f}" if r else "  -   "
-            print(f"{c.key}  acc={acc}  {describe(c, varying)}")
-        return 0
-    if args.command == "sweep":
-        from .sweep import plan, run_sweep
 
-        the_plan = plan(configs, store)
-        the_plan.report()
-        if args.dry_run:
-            return 0
-        return run_sweep(the_plan, store, executor=executor, progress=args.jobs == 1)
-    from .experiments import run_grid
+def _show(configs: list, store: ResultStore) -> int:
+    """One line per run: key, clean accuracy, the fields that tell the runs apart."""
+    varying = varying_fields(configs)
+    print(f"{len(configs)} runs; common to all: {configs[0].label.rsplit(' seed ', 1)[0]} "
+          f"(only the fields below differ)" if configs else "no runs")
+    for c in configs:
+        r = store.get(c)
+        acc = f"{r.metrics['clean_accuracy']:.4f}" if r else "  -   "
+        print(f"{c.key}  acc={acc}  {describe(c, varying)}")
+    return 0
 
+
+def _run(args: argparse.Namespace, configs: list, store: ResultStore, executor) -> int:
+    """`run` and `evaluate`: the missing configs, in grid or method order, up to --limit."""
+    from .analysis import method_key
+    from .experiments import GridRunError, run_grid
+
+    missing = store.missing(configs)
     if args.command == "evaluate":
         from .model_cache import ModelCache
 
@@ -181,18 +180,12 @@ def main(argv: list[str] | None = None) -> int:
               + (" -- skipped (--cached-only)" if args.cached_only else ""))
         if args.cached_only:
             missing = cached
-
-    if args.order == "method":
-        def method(c):  # every field but the seed
-            return c.replace(seed=0).key
-
-        first = {}
+    if args.order == "method":  # all seeds of a method before the next method
+        first: dict[str, int] = {}
         for c in configs:
-            first.setdefault(method(c), len(first))
-        missing = sorted(missing, key=lambda c: (first[method(c)], c.seed))
+            first.setdefault(method_key(c), len(first))
+        missing = sorted(missing, key=lambda c: (first[method_key(c)], c.seed))
     todo = missing[: args.limit] if args.limit else missing
-    from .experiments import GridRunError
-
     try:
         run_grid(todo, store, executor=executor)
     except GridRunError as err:
@@ -201,6 +194,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.grid}: {len(todo)} run(s) finished; "
           f"{len(store.missing(configs))} still missing")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = _parser()
+    args = ap.parse_args(argv)
+    if args.grid is None:
+        if args.command not in ("list", "status"):
+            ap.error(f"{args.command} needs a GRID: one of {', '.join(sorted(CHAPTER_GRIDS))}")
+        return _summary(ResultStore(args.results), detailed=args.command == "status")
+    configs, store = _grid(args, ap.get_default("results"))
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        raise SystemExit("--jobs and --threads must be integers >= 1")
+    if args.command == "status":
+        return _status(args.grid, configs, store)
+    if args.command == "show":
+        return _show(configs, store)
+    executor = _executor(args)
+    if args.command == "sweep":
+        from .sweep import plan, run_sweep
+
+        the_plan = plan(configs, store)
+        the_plan.report()
+        return 0 if args.dry_run else run_sweep(the_plan, store, executor=executor,
+                                                progress=args.jobs == 1)
+    return _run(args, configs, store, executor)
 
 
 if __name__ == "__main__":
