@@ -138,9 +138,12 @@ SWEEP = ["sweep", "shallow", "--set", "seeds=[0]", "--set", "betas=[2.0]",
 def test_ctrl_c_leaves_the_store_consistent_and_the_next_sweep_resumes(tmp_path, capsys):
     results = tmp_path / "store"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # A process started in the background of a non-interactive shell (as CI may start the
+    # tests) inherits SIGINT as ignored; give the sweep the default Ctrl-C of a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "powerlaw_lib", *SWEEP, "--local",
                              "--results", str(results)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     store = ResultStore(results)
     try:
         _wait(lambda: any(checkpoint_epochs(p, p.stem) >= 2
