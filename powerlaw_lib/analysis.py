@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .config import EVALUATION_FIELDS, RunConfig
+from .config import DEFAULTS, EVALUATION_FIELDS, RunConfig
 from .methods import METHOD_FIELDS, format_value
 from .store import Result
 
@@ -24,7 +24,6 @@ _OTHER_TRAINING_FIELDS = tuple(
     f.name for f in dataclasses.fields(RunConfig)
     if f.name not in EVALUATION_FIELDS and f.name not in METHOD_FIELDS
     and f.name not in ("regularizer", "seed"))
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 
 
 def _field_text(name: str, value) -> str:
@@ -47,7 +46,7 @@ def method_key(config: RunConfig) -> str:
     method = config.method
     own = method.describe(config, fields=method.fields)
     other = [_field_text(n, getattr(config, n)) for n in _OTHER_TRAINING_FIELDS
-             if getattr(config, n) != _DEFAULTS[n]]
+             if getattr(config, n) != DEFAULTS[n]]
     return " | ".join([own, *other]) if other else own
 
 
@@ -123,6 +122,11 @@ class Comparison:
     difference: float
     standard_error: float
     held: bool
+
+    @property
+    def significant(self) -> bool:
+        """Two-sided: |difference| > 2 standard errors (never, without an error estimate)."""
+        return abs(self.difference) > 2 * self.standard_error if self.standard_error > 0 else False
 
 
 def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:

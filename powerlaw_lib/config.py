@@ -261,7 +261,8 @@ def _coerce(cfg: RunConfig) -> None:
         _set(cfg, name, items)
 
 
-_DEFAULTS = {f.name: f.default for f in fields(RunConfig)}
+#: Every field's default value.
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(RunConfig)}
 
 
 def _validate_method(c: RunConfig) -> None:
@@ -271,8 +272,8 @@ def _validate_method(c: RunConfig) -> None:
     method = c.method
     for name in methods.METHOD_FIELDS:
         if name not in method.fields:
-            _check(getattr(c, name) == _DEFAULTS[name], name,
-                   f"{_DEFAULTS[name]!r} (the default) when regularizer={c.regularizer!r}, "
+            _check(getattr(c, name) == DEFAULTS[name], name,
+                   f"{DEFAULTS[name]!r} (the default) when regularizer={c.regularizer!r}, "
                    f"which does not read it", getattr(c, name))
     _check(c.alpha > 0, "alpha", "alpha > 0", c.alpha)
     _check(c.beta >= 0, "beta", "beta >= 0", c.beta)

@@ -96,10 +96,7 @@ def bench_results(path: Path = BENCH_RESULTS) -> dict:
 
 
 def _bench_costs(path: Path) -> dict[str, dict]:
-    try:
-        return json.loads(path.read_text()).get("costs", {})
-    except (OSError, ValueError):
-        return {}
+    return bench_results(path).get("costs", {})
 
 
 def _steps_per_epoch(config: RunConfig) -> int:

@@ -74,10 +74,9 @@ def effect_table(per_seed_a: dict[str, np.ndarray], per_seed_b: dict[str, np.nda
     for label in per_seed_a:
         a, b = per_seed_a[label], per_seed_b[label]
         c = compare(a, b)
-        significant = abs(c.difference) > 2 * c.standard_error if c.standard_error > 0 else False
         rows.append([label, f"{scale * np.mean(a):.1f}", f"{scale * np.mean(b):.1f}",
                      f"{scale * c.difference:+.1f} ± {scale * c.standard_error:.1f}",
-                     "yes" if significant else "no"])
+                     "yes" if c.significant else "no"])
     return markdown(["method", f"{name_a} ({unit})", f"{name_b} ({unit})",
                      f"{name_a} − {name_b} (points ± SE)", "significant (two-sided, 2 SE)"], rows)
 
