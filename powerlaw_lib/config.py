@@ -35,7 +35,7 @@ DATASETS = {  # name -> (channels, height, width, n_classes)
 #: Training images per data set as `data.load` returns them (before any `train_subset`);
 #: CIFAR-10: the first 40,000, its last 10,000 training images being the validation set.
 TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 40_000}
-ARCHS = ("mlp", "cnn")
+ARCHS = ("mlp", "cnn", "kh")
 ACTIVATIONS = ("tanh", "relu", "sigmoid")
 OPTIMIZERS = ("adam", "amsgrad")
 PRECISIONS = ("fp32", "bf16")
@@ -52,7 +52,10 @@ class RunConfig:
     test_subset: int | None = None         # None: whole test set; n: fixed random subset
     # --- model ----------------------------------------------------------------------------
     arch: str = "mlp"                      # "mlp" | "cnn" (16/32 conv + FC 1000, Nassar §4.2)
-    hidden: tuple[int, ...] = (2000,)      # MLP hidden widths; CNN: (width of its FC layer,)
+                                           # | "kh" (Krotov & Hopfield 2019: a hidden layer
+                                           # learned by the local rule, then a readout)
+    hidden: tuple[int, ...] = (2000,)      # MLP hidden widths; CNN: (width of its FC layer,);
+                                           # kh: (number of hidden units,)
     activation: str = "tanh"               # "tanh" | "relu" | "sigmoid"
     batch_norm: bool = True                # MLP: BatchNorm1d after each hidden activation
     whiten_after: int | None = None        # 1-based hidden layer followed by a Whitening layer
@@ -68,7 +71,17 @@ class RunConfig:
     slope_method: str = "subspace"         # batch spectrum of the slope fit: "subspace"
                                            # (top eigenpairs, warm-started) | "exact" (eigvalsh)
     jacobian_projections: int = 1          # random projections per sample (Hoffman et al.)
-    # --- optimisation ---------------------------------------------------------------------
+    # --- local learning (arch "kh" only; `local_learning`, Krotov & Hopfield 2019) ---------
+    local_epochs: int = 30                 # epochs of the local rule (the readout's: `epochs`)
+    local_lr: float = 0.04                 # ε0, annealed linearly to 0 (K&H: 0.04 MNIST)
+    local_batch_size: int = 100            # minibatch of the local rule (K&H: 100)
+    local_p: float = 3.0                   # order p of the metric (K&H: 3)
+    local_k: int = 7                       # rank of the anti-Hebbian unit (K&H: 7 MNIST, 2 CIFAR)
+    local_delta: float = 0.4               # anti-Hebbian strength Δ (K&H: 0.4)
+    readout_power: float = 4.5             # n of the readout's h = relu(I)^n (K&H: 4.5)
+    input_norm: float = 3.0                # inputs divided by their own L^input_norm norm
+                                           # (Holzhausen et al.'s code: L3)
+    # --- optimisation (the readout's, for arch "kh") --------------------------------------
     optimizer: str = "adam"                # "adam" | "amsgrad"
     lr: float = 1e-4
     batch_size: int = 3000                 # > every eq.-2-regularized / whitened width
@@ -152,7 +165,7 @@ class RunConfig:
     @property
     def hidden_widths(self) -> tuple[int, ...]:
         """Widths of the hidden representations h_1..h_D (flattened, channel-major)."""
-        if self.arch == "mlp":
+        if self.arch in ("mlp", "kh"):
             return self.hidden
         c, size, _ = self.input_shape
         widths = []
@@ -160,6 +173,12 @@ class RunConfig:
             size = (size - 2) // 2
             widths.append(ch * size * size)
         return (*widths, self.hidden[0])
+
+    @property
+    def history_length(self) -> int:
+        """Rows in a finished run's training history: one per epoch (arch "kh": the local
+        rule's epochs, then the readout's)."""
+        return self.epochs + (self.local_epochs if self.arch == "kh" else 0)
 
     @property
     def method(self) -> methods.Method:
@@ -185,6 +204,9 @@ class RunConfig:
     @property
     def arch_label(self) -> str:
         """The network in a few characters, e.g. 'mlp1000x1000x1000-wh2', 'cnn'."""
+        if self.arch == "kh":
+            return (f"kh{self.hidden[0]}-p{self.local_p:g}-k{self.local_k}"
+                    f"-n{self.readout_power:g}")
         arch = "cnn" if self.arch == "cnn" else "mlp" + "x".join(map(str, self.hidden))
         arch += "-bn" if self.batch_norm and self.arch == "mlp" else ""
         return arch + (f"-wh{self.whiten_after}" if self.whiten_after else "")
@@ -215,7 +237,14 @@ def describe(config: RunConfig, names: list[str]) -> str:
 #: had. `to_dict` omits a field holding its legacy value and `from_dict` fills it in, so a
 #: stored result keeps its key; any other value enters the key as usual.
 LEGACY_VALUES: dict[str, Any] = {"strength_sampling": "first", "layer_alphas": (),
-                                 "slope_method": "subspace"}
+                                 "slope_method": "subspace", "local_epochs": 30,
+                                 "local_lr": 0.04, "local_batch_size": 100, "local_p": 3.0,
+                                 "local_k": 7, "local_delta": 0.4, "readout_power": 4.5,
+                                 "input_norm": 3.0}
+#: Fields only the local-learning networks (arch "kh") read; any other arch keeps them at
+#: their defaults.
+LOCAL_FIELDS = ("local_epochs", "local_lr", "local_batch_size", "local_p", "local_k",
+                "local_delta", "readout_power", "input_norm")
 STRENGTH_SAMPLINGS = ("random", "first")
 #: Fields that say how a trained model is evaluated, not how it is trained. `test_subset`
 #: is one: it changes the per-epoch test accuracy recorded in the history, not the weights.
@@ -224,7 +253,8 @@ EVALUATION_FIELDS = frozenset({
     "noise_sigma", "strength_eps", "strength_restarts", "strength_steps", "strength_subset",
     "strength_sampling", "sensitivity_top", "sensitivity_images"})
 
-_FLOAT_FIELDS = ("alpha", "beta", "lr", "pgd_step_size")
+_FLOAT_FIELDS = ("alpha", "beta", "lr", "pgd_step_size", "local_lr", "local_p", "local_delta",
+                 "readout_power", "input_norm")
 _FLOAT_TUPLES = ("fgsm_eps", "pgd_eps", "noise_sigma", "strength_eps", "layer_alphas")
 _INT_TUPLES = ("hidden", "reg_layers", "slope_ranks")
 
@@ -280,6 +310,39 @@ def _validate_method(c: RunConfig) -> None:
     method.validate(c)
 
 
+def _validate_local(c: RunConfig) -> None:
+    """The local-learning fields: in range for arch "kh", at their defaults otherwise."""
+    if c.arch != "kh":
+        for name in LOCAL_FIELDS:
+            _check(getattr(c, name) == DEFAULTS[name], name,
+                   f"{DEFAULTS[name]!r} (the default) when arch={c.arch!r}, which does not "
+                   f"read it", getattr(c, name))
+        return
+    _check(len(c.hidden) == 1, "hidden", "(units,) for arch 'kh', e.g. (2000,)", c.hidden)
+    _check(not c.batch_norm, "batch_norm", "False for arch 'kh'", c.batch_norm)
+    _check(c.whiten_after is None, "whiten_after", "None for arch 'kh'", c.whiten_after)
+    _check(c.activation == DEFAULTS["activation"], "activation",
+           f"{DEFAULTS['activation']!r} (the default) for arch 'kh', whose hidden units are "
+           f"relu(I)^readout_power", c.activation)
+    _check(c.regularizer == "none", "regularizer", "'none' for arch 'kh' (no backpropagation "
+           "into the hidden layer)", c.regularizer)
+    _check(c.optimizer == "adam", "optimizer", "'adam' for arch 'kh' (the readout's)",
+           c.optimizer)
+    _check(c.precision == "fp32", "precision", "'fp32' for arch 'kh'", c.precision)
+    _check(_is_int(c.local_epochs) and c.local_epochs >= 1, "local_epochs", "an integer >= 1",
+           c.local_epochs)
+    _check(0 < c.local_lr <= 1, "local_lr", "0 < local_lr <= 1", c.local_lr)
+    _check(_is_int(c.local_batch_size) and c.local_batch_size >= 1, "local_batch_size",
+           "an integer >= 1", c.local_batch_size)
+    _check(c.local_p >= 2, "local_p", "a number >= 2", c.local_p)
+    _check(_is_int(c.local_k) and 2 <= c.local_k <= c.hidden[0], "local_k",
+           f"an integer in 2..{c.hidden[0]} (the number of hidden units)", c.local_k)
+    _check(c.local_delta >= 0, "local_delta", "a number >= 0", c.local_delta)
+    _check(c.readout_power >= 1, "readout_power", "a number >= 1", c.readout_power)
+    _check(c.input_norm >= 1, "input_norm", "a number >= 1 (the order of the norm)",
+           c.input_norm)
+
+
 def _validate(c: RunConfig) -> None:
     _check(c.dataset in DATASETS, "dataset", f"one of {sorted(DATASETS)}", c.dataset)
     for name in ("train_subset", "test_subset", "pgd_subset", "strength_subset"):
@@ -299,6 +362,7 @@ def _validate(c: RunConfig) -> None:
                f"None or {len(CNN_CHANNELS)} (the last conv layer) for the CNN", c.whiten_after)
         _check(not c.batch_norm, "batch_norm", "False for the CNN (Nassar et al. use none)",
                c.batch_norm)
+    _validate_local(c)
     _validate_method(c)
     widths = c.hidden_widths
     _check(c.optimizer in OPTIMIZERS, "optimizer", f"one of {OPTIMIZERS}", c.optimizer)

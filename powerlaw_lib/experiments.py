@@ -28,6 +28,7 @@ from .model_cache import ModelCache
 from .models import build_model
 from .store import Result, ResultStore
 from .inference import accuracy
+from .local_training import build_kh, evaluate_kh, train_kh
 from .training import checkpoint_epochs, train
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -91,6 +92,8 @@ def load_data(config: RunConfig) -> tuple[torch.Tensor, ...]:
 def build(config: RunConfig) -> torch.nn.Module:
     """The model of `config`, initialised from `config.seed`."""
     torch.manual_seed(config.seed)
+    if config.arch == "kh":
+        return build_kh(config)
     return build_model(config.arch, config.input_shape, config.n_classes, config.hidden,
                        config.activation, config.batch_norm, config.whiten_after)
 
@@ -132,10 +135,11 @@ def trained_model(config: RunConfig, store: ResultStore, *, progress: bool = Tru
     x_tr, y_tr, x_te, y_te = load_data(config)
     resumed_from = checkpoint_epochs(store.checkpoint_path(config), config.key)
     t0 = time.perf_counter()
-    history = train(model, config, x_tr, y_tr, x_te, y_te, checkpoint=store.checkpoint_path(config),
-                    progress=progress, stop_after=stop_after)
+    fit = train_kh if config.arch == "kh" else train
+    history = fit(model, config, x_tr, y_tr, x_te, y_te, checkpoint=store.checkpoint_path(config),
+                  progress=progress, stop_after=stop_after)
     seconds = time.perf_counter() - t0
-    if len(history) < config.epochs:
+    if len(history) < config.history_length:
         return None, history, seconds, resumed_from
     before = stored_history(config, store)
     if before is not None and _without_seconds(before) != _without_seconds(history):
@@ -179,6 +183,10 @@ def _train_and_evaluate(config: RunConfig, store: ResultStore, progress: bool,
     _, _, x_te, y_te = load_data(config)
     ev = evaluate(model, config, x_te, y_te, progress=progress)
     ev["metrics"]["final_train_loss"] = history[-1]["loss"]
+    if config.arch == "kh":  # the input currents' spectrum and Holzhausen et al.'s fits
+        extra_metrics, extra_spectra = evaluate_kh(model, x_te)
+        ev["metrics"].update(extra_metrics)
+        ev["spectra"].update(extra_spectra)
     if config.dataset == "cifar10":  # evaluated on the validation split: add the test set
         ev["metrics"]["official_test_accuracy"] = accuracy(model, *load_cifar10_official_test())
     seconds = {"train_this_session": train_seconds, "evaluate": time.perf_counter() - t1,

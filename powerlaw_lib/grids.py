@@ -317,5 +317,67 @@ def alpha_sweep(settings: Sequence[str] = tuple(ALPHA_SETTINGS),
     return configs
 
 
+#: Local-rule settings per data set (Krotov & Hopfield 2019; Holzhausen et al. 2024's
+#: code): ranking parameter k, initial learning rate ε0 and minibatch of the local rule.
+LOCAL_SETTINGS: dict[str, dict] = {
+    "mnist": {"local_k": 7, "local_lr": 0.04, "local_batch_size": 100},
+    "cifar10": {"local_k": 2, "local_lr": 0.02, "local_batch_size": 1000},
+}
+#: CIFAR-10 is far less robust than MNIST: its perturbation grid stops at ε = 0.05 (pixel
+#: units), with PGD steps of 0.0025 so that 40 steps still cross the largest ball twice.
+CIFAR_EPS_GRID: tuple[float, ...] = (0.0, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03,
+                                     0.04, 0.05)
+CIFAR_PGD_STEP = 0.0025
+
+
+def local_learning(seeds: Sequence[int] = (0, 1, 2), cifar_seeds: Sequence[int] = (0,),
+                   width: int = 2000, mnist_local_epochs: int = 60,
+                   cifar_local_epochs: int = 250, readout_epochs: int = 100,
+                   readout_lr: float = 1e-3, readout_batch_size: int = 100,
+                   p: float = 3.0, delta: float = 0.4, power: float = 4.5,
+                   input_norm: float = 3.0, shallow_betas: Sequence[float] = (1.0, 2.0, 5.0),
+                   backprop_epochs: int = 50, train_subset: int | None = None,
+                   test_subset: int | None = None, pgd_subset: int | None = 2000,
+                   strength_subset: int | None = 500) -> list[RunConfig]:
+    """Krotov & Hopfield 2019 / Holzhausen et al. 2024: a hidden layer learned by a local rule.
+
+    For MNIST (`seeds`) and CIFAR-10 (`cifar_seeds`): `width` hidden units trained by the
+    local rule (p, Δ = `delta`, k and ε0 and minibatch per `LOCAL_SETTINGS`, inputs scaled
+    to unit L^`input_norm` norm) for `mnist_local_epochs` / `cifar_local_epochs` epochs,
+    then a linear readout on relu(I)^`power` trained with Adam (`readout_lr`,
+    `readout_batch_size`, `readout_epochs`). The backpropagation networks of the same
+    width beside them: on MNIST the shallow chapter's batch-norm networks (vanilla, and
+    SpecReg at every β of `shallow_betas`; `shallow` with its defaults but for the
+    training subsets), on CIFAR-10 the same vanilla network (3072-`width`-10, tanh, batch
+    norm, Adam with amsgrad at lr 1e-3, batch 3000, `backprop_epochs` epochs).
+    MNIST robustness over the book's ε grid (`EPS_GRID`), CIFAR-10 over `CIFAR_EPS_GRID`.
+    """
+    unknown = set(shallow_betas) - {1.0, 2.0, 5.0}
+    if unknown:
+        raise ValueError(f"shallow_betas must be a subset of the shallow chapter's (1, 2, 5), "
+                         f"got {tuple(shallow_betas)!r}")
+    evaluation = {"test_subset": test_subset, "pgd_subset": pgd_subset,
+                  "strength_subset": strength_subset}
+    kh = RunConfig(arch="kh", hidden=(width,), batch_norm=False, local_p=p, local_delta=delta,
+                   readout_power=power, input_norm=input_norm, optimizer="adam",
+                   lr=readout_lr, batch_size=readout_batch_size, epochs=readout_epochs,
+                   train_subset=train_subset, **evaluation)
+    cifar = {"dataset": "cifar10", "fgsm_eps": CIFAR_EPS_GRID, "pgd_eps": CIFAR_EPS_GRID,
+             "pgd_step_size": CIFAR_PGD_STEP, "strength_eps": (0.005, 0.01)}
+    configs = [kh.replace(seed=s, local_epochs=mnist_local_epochs, **LOCAL_SETTINGS["mnist"])
+               for s in _seeds(seeds)]
+    configs += [kh.replace(seed=s, local_epochs=cifar_local_epochs, **cifar,
+                           **LOCAL_SETTINGS["cifar10"]) for s in _seeds(cifar_seeds)]
+    mnist_backprop = shallow(seeds=seeds, betas=tuple(shallow_betas), no_bn_betas=(),
+                             width=width, text_lr_check=(), train_subset=train_subset,
+                             test_subset=test_subset, pgd_subset=pgd_subset)
+    configs += mnist_backprop
+    cifar_backprop = mnist_backprop[0].replace(epochs=backprop_epochs, strength_sampling="random",
+                                               strength_subset=strength_subset, **cifar)
+    configs += [cifar_backprop.replace(seed=s) for s in _seeds(cifar_seeds)]
+    return configs
+
+
 #: Every chapter's grid, by chapter name (used by the command line).
-CHAPTER_GRIDS = {"shallow": shallow, "deep": deep, "alpha_sweep": alpha_sweep}
+CHAPTER_GRIDS = {"shallow": shallow, "deep": deep, "alpha_sweep": alpha_sweep,
+                 "local_learning": local_learning}

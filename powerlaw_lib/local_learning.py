@@ -83,6 +83,7 @@ __all__ = [
     "PAPER_SETTINGS",
     "Convergence",
     "KrotovHopfieldNet",
+    "LocalState",
     "annealed_lr",
     "convergence",
     "current_matrix",
@@ -346,6 +347,19 @@ def convergence(W: torch.Tensor, p: float, tol: float = 0.05) -> Convergence:
 # ----------------------------------------------------------------------------- training
 
 
+class LocalState(NamedTuple):
+    """Everything :func:`train_local` needs to continue where it stopped.
+
+    ``W [K, D]`` after ``len(history)`` epochs, the state of the run's generator
+    (``torch.Generator.get_state()``) at that point, and the history so far. Resuming
+    from it gives bit for bit the weights of an uninterrupted run.
+    """
+
+    W: torch.Tensor
+    generator_state: torch.Tensor
+    history: list[dict[str, float]]
+
+
 def train_local(
     x_train: torch.Tensor,
     hidden: int = 2000,
@@ -360,6 +374,8 @@ def train_local(
     input_norm: float | None = 2.0,
     tol: float = 0.05,
     callback: Callable[[int, torch.Tensor, dict[str, float]], None] | None = None,
+    resume: LocalState | None = None,
+    on_state: Callable[[LocalState], None] | None = None,
 ) -> tuple[torch.Tensor, list[dict[str, float]]]:
     """Train K&H hidden units on ``x_train`` with the local rule; return W and the history.
 
@@ -398,7 +414,13 @@ def train_local(
         Tolerance of the convergence report in the history.
     callback : callable, optional
         ``callback(epoch, W, row)`` after each epoch (1-based epoch; W is the live tensor
-        and must not be changed; row is the history entry).
+        and must not be changed; row is the history entry, to which the callback may add
+        measurements of its own, e.g. the spectrum's exponent).
+    resume : LocalState, optional
+        Continue a run with the same arguments from this state (from ``on_state``).
+    on_state : callable, optional
+        ``on_state(state)`` after each epoch (and its callback) with the
+        :class:`LocalState` to resume from, e.g. to write a checkpoint.
 
     Returns
     -------
@@ -416,8 +438,9 @@ def train_local(
     batch_size = _check_int("batch_size", batch_size, 1)
     seed = _check_int("seed", seed, 0)
     tol = _check_real("tol", tol, 0.0, strict=True)
-    if callback is not None and not callable(callback):
-        raise ValueError(f"callback must be callable or None, got {type(callback).__name__}")
+    for name, fn in (("callback", callback), ("on_state", on_state)):
+        if fn is not None and not callable(fn):
+            raise ValueError(f"{name} must be callable or None, got {type(fn).__name__}")
     _check_inputs("x_train", x_train)
     V_all = _check_matrix("x_train", normalize_inputs(x_train, input_norm))  # [n, D]
 
@@ -427,7 +450,15 @@ def train_local(
     generator = torch.Generator().manual_seed(seed)
     W = torch.randn(hidden, dim, generator=generator, dtype=V_all.dtype).to(V_all.device)  # [K, D]
     history: list[dict[str, float]] = []
-    for epoch in range(epochs):
+    if resume is not None:
+        if (not isinstance(resume, LocalState) or tuple(resume.W.shape) != (hidden, dim)
+                or len(resume.history) > epochs):
+            raise ValueError(f"resume must be a LocalState of weights [{hidden}, {dim}] after at "
+                             f"most {epochs} epochs, got {type(resume).__name__}")
+        W = resume.W.to(V_all.dtype).to(V_all.device).clone()
+        generator.set_state(resume.generator_state)
+        history = [dict(row) for row in resume.history]
+    for epoch in range(len(history), epochs):
         t0 = time.perf_counter()
         eps = annealed_lr(lr, epoch, epochs)
         order = torch.randperm(n, generator=generator).to(V_all.device)  # [n]
@@ -441,6 +472,8 @@ def train_local(
         history.append(row)
         if callback is not None:
             callback(epoch + 1, W, row)
+        if on_state is not None:
+            on_state(LocalState(W.clone(), generator.get_state(), [dict(r) for r in history]))
     return W, history
 
 
@@ -493,6 +526,16 @@ class KrotovHopfieldNet(nn.Module):
         self.register_buffer("gain", torch.ones(()))  # c, a constant scalar
         self.readout = nn.Linear(weights.shape[0], self.n_classes)
 
+    @torch.no_grad()
+    def set_weights(self, weights: torch.Tensor) -> None:
+        """Replace W ``[K, D]`` (same shape) and its metric matrix M, e.g. after training."""
+        weights = _check_matrix("weights", weights, width=self.weights.shape[1])
+        if weights.shape != self.weights.shape:
+            raise ValueError(f"weights must have shape {tuple(self.weights.shape)}, "
+                             f"got {tuple(weights.shape)}")
+        self.weights.copy_(weights)
+        self.metric.copy_(_current_matrix(self.weights, self.p))
+
     def extra_repr(self) -> str:
         return (f"hidden={self.weights.shape[0]}, in_features={self.weights.shape[1]}, "
                 f"p={self.p}, power={self.power}, input_norm={self.input_norm}")
@@ -502,13 +545,17 @@ class KrotovHopfieldNet(nn.Module):
         """Width K of the single hidden representation."""
         return (int(self.weights.shape[0]),)
 
-    def hidden(self, x: torch.Tensor) -> torch.Tensor:
-        """h = relu(I)^n ``[B, K]`` for inputs ``x [B, ...]`` with D features per sample."""
+    def input_currents(self, x: torch.Tensor) -> torch.Tensor:
+        """I = v Mᵀ ``[B, K]`` (KH1) for inputs ``x [B, ...]`` with D features per sample."""
         v = normalize_inputs(x, self.input_norm)  # [B, D]
         if v.shape[1] != self.metric.shape[1]:
             raise ValueError(f"x has {v.shape[1]} features per sample, the network expects "
                              f"{self.metric.shape[1]}")
-        return torch.relu(v @ self.metric.to(v.dtype).mT).pow(self.power)  # [B, K]
+        return v @ self.metric.to(v.dtype).mT  # [B, K]
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """h = relu(I)^n ``[B, K]`` (KH5) for inputs ``x [B, ...]``."""
+        return torch.relu(self.input_currents(x)).pow(self.power)  # [B, K]
 
     @torch.no_grad()
     def calibrate(self, x: torch.Tensor, chunk: int = _CHUNK) -> float:
@@ -537,7 +584,8 @@ class KrotovHopfieldNet(nn.Module):
 
 
 def train_readout(net: KrotovHopfieldNet, x_train: torch.Tensor, y_train: torch.Tensor,
-                  epochs: int = 10, lr: float = 1e-2, batch_size: int = 100, seed: int = 0
+                  epochs: int = 10, lr: float = 1e-2, batch_size: int = 100, seed: int = 0,
+                  x_test: torch.Tensor | None = None, y_test: torch.Tensor | None = None
                   ) -> list[dict[str, float]]:
     """Train the linear readout of ``net`` with Adam on cross-entropy; return the history.
 
@@ -546,8 +594,9 @@ def train_readout(net: KrotovHopfieldNet, x_train: torch.Tensor, y_train: torch.
     and the readout is trained on it, which is the same as training through the network;
     batch orders come from a generator seeded with ``seed`` (the readout's initial weights
     come from torch's global generator, as for every library model). Each history row
-    has ``epoch``, mean ``loss``, ``train_accuracy`` (of the batches, during the epoch)
-    and ``seconds``. Memory: h of all of ``x_train`` is held, n·K floats (480 MB for the
+    has ``epoch``, mean ``loss``, ``train_accuracy`` (of the batches, during the epoch),
+    ``test_accuracy`` after the epoch when ``x_test`` and ``y_test`` are given, and
+    ``seconds``. Memory: h of all of ``x_train`` is held, n·K floats (480 MB for the
     60,000 MNIST training images and K = 2000).
 
     Parameters
@@ -558,6 +607,8 @@ def train_readout(net: KrotovHopfieldNet, x_train: torch.Tensor, y_train: torch.
         Inputs ``[n, ...]`` and int64 labels ``[n]``.
     epochs, lr, batch_size, seed
         Epochs (>= 1), Adam learning rate (> 0), minibatch size (>= 1, capped at n), seed.
+    x_test, y_test : torch.Tensor, optional
+        Held-out inputs ``[m, ...]`` and labels ``[m]`` scored after every epoch.
     """
     if not isinstance(net, KrotovHopfieldNet):
         raise ValueError(f"net must be a KrotovHopfieldNet, got {type(net).__name__}")
@@ -570,11 +621,17 @@ def train_readout(net: KrotovHopfieldNet, x_train: torch.Tensor, y_train: torch.
             or y_train.dtype == torch.bool or y_train.shape != (len(x_train),)):
         raise ValueError(f"y_train must be an integer tensor [n] = [{len(x_train)}], "
                          f"got {_describe(y_train)}")
+    if (x_test is None) != (y_test is None):
+        raise ValueError("x_test and y_test must be given together")
+    if x_test is not None:
+        _check_inputs("x_test", x_test)
+        if (not isinstance(y_test, torch.Tensor) or y_test.is_floating_point()
+                or y_test.shape != (len(x_test),)):
+            raise ValueError(f"y_test must be an integer tensor [m] = [{len(x_test)}], "
+                             f"got {_describe(y_test)}")
     net.calibrate(x_train, chunk=_CHUNK)
-    with torch.no_grad():
-        h_all = torch.cat([net.hidden(x_train[i:i + _CHUNK])
-                           for i in range(0, len(x_train), _CHUNK)])  # [n, K]
-        h_all = (h_all * net.gain).to(net.readout.weight.dtype)  # c h
+    h_all = _scaled_hidden(net, x_train)  # [n, K]
+    h_test = _scaled_hidden(net, x_test) if x_test is not None else None  # [m, K]
     y_all = y_train.long()
     n = len(h_all)
     bs = min(batch_size, n)
@@ -595,7 +652,19 @@ def train_readout(net: KrotovHopfieldNet, x_train: torch.Tensor, y_train: torch.
             optimizer.step()
             loss_sum += loss.detach().item()
             correct += int((logits.detach().argmax(1) == y_all[idx]).sum())
-        history.append({"epoch": epoch + 1, "loss": loss_sum / n_batches,
-                        "train_accuracy": correct / (n_batches * bs),
-                        "seconds": time.perf_counter() - t0})
+        row = {"epoch": epoch + 1, "loss": loss_sum / n_batches,
+               "train_accuracy": correct / (n_batches * bs)}
+        if h_test is not None:
+            with torch.no_grad():
+                row["test_accuracy"] = float(
+                    (net.readout(h_test).argmax(1) == y_test).double().mean())
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
     return history
+
+
+@torch.no_grad()
+def _scaled_hidden(net: KrotovHopfieldNet, x: torch.Tensor) -> torch.Tensor:
+    """c·h ``[n, K]`` of all of ``x [n, ...]``, computed in chunks, in the readout's dtype."""
+    h = torch.cat([net.hidden(x[i:i + _CHUNK]) for i in range(0, len(x), _CHUNK)])  # [n, K]
+    return (h * net.gain).to(net.readout.weight.dtype)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from powerlaw_lib import grids
-from powerlaw_lib.config import EVALUATION_FIELDS, LEGACY_VALUES, RunConfig
+from powerlaw_lib.config import EVALUATION_FIELDS, LEGACY_VALUES, LOCAL_FIELDS, RunConfig
 from powerlaw_lib.model_cache import ModelCache
 from powerlaw_lib.models import MLP
 from powerlaw_lib.store import ResultStore
@@ -32,12 +32,17 @@ def test_the_shallow_grid_is_complete_in_the_store():
 
 @pytest.mark.parametrize("name", sorted(LEGACY_VALUES))
 def test_a_legacy_value_leaves_the_key_unchanged_and_any_other_value_changes_it(name):
-    base = (RunConfig(regularizer="slope", reg_layers=(1,)) if name == "slope_method"
-            else RunConfig(regularizer="spectral", reg_layers=(1,)))
+    if name == "slope_method":
+        base = RunConfig(regularizer="slope", reg_layers=(1,))
+    elif name in LOCAL_FIELDS:
+        base = RunConfig(arch="kh", batch_norm=False)
+    else:
+        base = RunConfig(regularizer="spectral", reg_layers=(1,))
     legacy = base.replace(**{name: LEGACY_VALUES[name]})
     assert name not in legacy.to_dict()
     assert RunConfig.from_dict(legacy.to_dict()) == legacy
-    other = {"strength_sampling": "random", "layer_alphas": (2.0,), "slope_method": "exact"}[name]
+    other = {"strength_sampling": "random", "layer_alphas": (2.0,), "slope_method": "exact",
+             **LOCAL_CHANGES}[name]
     changed = base.replace(**{name: other})
     assert changed.to_dict()[name] is not None and changed.key != legacy.key
     assert RunConfig.from_dict(json.loads(changed.canonical_json())) == changed
@@ -50,6 +55,9 @@ CHANGES = {  # one legal change of every training field of the default config
     "optimizer": "amsgrad", "lr": 1e-3, "batch_size": 2500, "epochs": 7, "seed": 3,
     "precision": "bf16",
 }
+#: One legal change of every field of the local-learning networks (arch "kh").
+LOCAL_CHANGES = {"local_epochs": 5, "local_lr": 0.02, "local_batch_size": 50, "local_p": 4.0,
+                 "local_k": 2, "local_delta": 0.3, "readout_power": 3.0, "input_norm": 2.0}
 EVAL_CHANGES = {
     "test_subset": 100, "fgsm_eps": (0.1,), "pgd_eps": (0.1,), "pgd_steps": 7,
     "pgd_step_size": 0.02, "pgd_subset": 100, "noise_sigma": (0.1,), "strength_eps": (0.2,),
@@ -61,7 +69,16 @@ EVAL_CHANGES = {
 def test_every_field_is_either_a_training_or_an_evaluation_field_with_a_test_case():
     names = {f for f in RunConfig.__dataclass_fields__}
     assert set(EVAL_CHANGES) == EVALUATION_FIELDS
-    assert set(CHANGES) | {"reg_layers", "layer_alphas", "slope_method"} == names - EVALUATION_FIELDS
+    assert (set(CHANGES) | set(LOCAL_CHANGES) | {"reg_layers", "layer_alphas", "slope_method"}
+            == names - EVALUATION_FIELDS)
+
+
+@pytest.mark.parametrize("name", sorted(LOCAL_CHANGES))
+def test_a_local_learning_field_changes_the_training_key_and_is_refused_elsewhere(name):
+    base = RunConfig(arch="kh", batch_norm=False)
+    assert base.replace(**{name: LOCAL_CHANGES[name]}).training_key != base.training_key
+    with pytest.raises(ValueError, match=name):
+        RunConfig(**{name: LOCAL_CHANGES[name]})  # arch "mlp" does not read it
 
 
 @pytest.mark.parametrize("name", sorted(CHANGES))
