@@ -183,8 +183,9 @@ def _train_and_evaluate(config: RunConfig, store: ResultStore, progress: bool,
     _, _, x_te, y_te = load_data(config)
     ev = evaluate(model, config, x_te, y_te, progress=progress)
     ev["metrics"]["final_train_loss"] = history[-1]["loss"]
-    if config.arch == "kh":  # the input currents' spectrum and Holzhausen et al.'s fits
-        extra_metrics, extra_spectra = evaluate_kh(model, x_te)
+    weights = {}
+    if config.arch == "kh":  # the currents' spectrum, Holzhausen et al.'s fits, weight images
+        extra_metrics, extra_spectra, weights = evaluate_kh(model, config, x_te)
         ev["metrics"].update(extra_metrics)
         ev["spectra"].update(extra_spectra)
     if config.dataset == "cifar10":  # evaluated on the validation split: add the test set
@@ -193,7 +194,7 @@ def _train_and_evaluate(config: RunConfig, store: ResultStore, progress: bool,
                "train_total": sum(h["seconds"] for h in history)}
     result = Result(config, ev["metrics"], ev["curves"], ev["spectra"], ev["sensitivity"],
                     history, {**provenance(seconds), "model_from_cache": resumed_from is None,
-                              "resumed_from_epoch": resumed_from})
+                              "resumed_from_epoch": resumed_from}, weights)
     store.put(result)
     store.checkpoint_path(config).unlink(missing_ok=True)
     return result

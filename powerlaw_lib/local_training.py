@@ -39,10 +39,11 @@ import numpy as np
 import torch
 
 from .config import RunConfig
-from .local_learning import KrotovHopfieldNet, LocalState, train_local, train_readout
+from .local_learning import (KrotovHopfieldNet, LocalState, convergence, train_local,
+                             train_readout)
 from .spectrum import covariance, eigh_descending, fit_power_law
 
-__all__ = ["HOLZHAUSEN_RANKS", "REPRESENTATIONS", "build_kh", "evaluate_kh", "hidden_alphas",
+__all__ = ["HOLZHAUSEN_RANKS", "REPRESENTATIONS", "STORED_UNITS", "build_kh", "evaluate_kh", "hidden_alphas",
            "representation_spectra", "spectrum_fits", "tracked", "train_kh"]
 
 #: Ranks of Holzhausen et al. 2024's power-law fit (ordinary least squares of log λ_n on
@@ -104,13 +105,36 @@ def hidden_alphas(net: KrotovHopfieldNet, x: torch.Tensor) -> dict[str, float]:
             for k, v in spectrum_fits(spectra[name], prefix).items()}
 
 
-def evaluate_kh(net: KrotovHopfieldNet, x_test: torch.Tensor
-                ) -> tuple[dict[str, float], dict[str, list[float]]]:
-    """What a KH run stores beyond the library's evaluation: the currents' spectrum and
-    both fits of both spectra on the test set (metrics, spectra)."""
+#: Hidden units whose weights a KH run stores, as images: the first ones, a random sample
+#: (the initial weights are i.i.d.).
+STORED_UNITS = 25
+
+
+def evaluate_kh(net: KrotovHopfieldNet, config: RunConfig, x_test: torch.Tensor
+                ) -> tuple[dict[str, float], dict[str, list[float]], dict[str, list]]:
+    """What a KH run stores beyond the library's evaluation (metrics, spectra, weights).
+
+    Metrics: both fits of both spectra on the test set, and the final convergence report
+    (``converged_fraction``: units within 0.05 of unit p-norm). Spectra: the input
+    currents' (``currents``). Weights: units ``0..STORED_UNITS-1`` as images
+    ``[unit][C][H][W]`` (4 significant digits) with their p-norms.
+    """
     spectra = representation_spectra(net, x_test)
     metrics = hidden_alphas(net, x_test)
-    return metrics, {"currents": [float(v) for v in spectra["currents"]]}
+    report = convergence(net.weights, net.p)
+    metrics.update({"converged_fraction": report.fraction,
+                    "mean_norm_deviation": report.mean_deviation})
+    units = list(range(min(STORED_UNITS, net.weights.shape[0])))
+    W = net.weights[units].reshape(len(units), *config.input_shape)  # [units, C, H, W]
+    norms = net.weights[units].abs().pow(net.p).sum(1).pow(1 / net.p)  # [units]
+    weights = {"units": units, "p_norms": [float(f"{v:.4g}") for v in norms.tolist()],
+               "weights": _significant(W.numpy(), 4)}
+    return metrics, {"currents": [float(v) for v in spectra["currents"]]}, weights
+
+
+def _significant(a: np.ndarray, digits: int) -> list:
+    """Nested lists of ``a`` rounded to ``digits`` significant digits (for JSON)."""
+    return np.vectorize(lambda v: float(f"{v:.{digits}g}"), otypes=[float])(a).tolist()
 
 
 #: Epochs of the local phase whose spectra are measured: the first `TRACK_FIRST`, then

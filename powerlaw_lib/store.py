@@ -32,7 +32,8 @@ class Result:
     `metrics` holds scalars (e.g. ``clean_accuracy``, ``alpha_layer3``); `curves` holds
     accuracy curves over the config's grids (``fgsm``, ``pgd``, ``noise``); `spectra` the
     test-set eigenspectrum of each hidden layer (``layer1`` ...); `sensitivity` the maps
-    dλ_n/dx (nested lists [image][n][C][H][W]); `history` one dict per epoch.
+    dλ_n/dx (nested lists [image][n][C][H][W]); `history` one dict per epoch; `weights`
+    the learned weights of a sample of hidden units (local-learning runs).
     """
 
     config: RunConfig
@@ -42,6 +43,9 @@ class Result:
     sensitivity: list = field(default_factory=list)
     history: list[dict[str, float]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: Learned weights of a sample of hidden units, ``{"units": [...], "weights":
+    #: [unit][C][H][W]}`` (local-learning runs; empty otherwise, and then not written).
+    weights: dict[str, list] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -58,6 +62,7 @@ class Result:
             "sensitivity": self.sensitivity,
             "history": self.history,
             "provenance": self.provenance,
+            **({"weights": self.weights} if self.weights else {}),
         }
 
     @classmethod
@@ -66,7 +71,8 @@ class Result:
         if d.get("key") not in (None, cfg.key):
             raise ValueError(f"result key {d['key']} does not match its config (hash {cfg.key})")
         return cls(cfg, d["metrics"], d.get("curves", {}), d.get("spectra", {}),
-                   d.get("sensitivity", []), d.get("history", []), d.get("provenance", {}))
+                   d.get("sensitivity", []), d.get("history", []), d.get("provenance", {}),
+                   d.get("weights", {}))
 
 
 class ResultStore:
