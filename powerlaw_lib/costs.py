@@ -36,7 +36,7 @@ __all__ = ["Estimate", "cost_class", "estimate_seconds", "estimator", "grid_esti
 BENCH_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results.json"
 #: Training fields that do not change the cost of an epoch.
 _COST_NEUTRAL = frozenset({"seed", "alpha", "layer_alphas", "beta", "tau", "lr", "optimizer",
-                           "epochs", "slope_ranks"})
+                           "epochs", "slope_ranks", "local_epochs"})
 
 
 def cost_class(config: RunConfig) -> str:
@@ -59,24 +59,29 @@ class Estimate:
         return math.isfinite(self.seconds)
 
 
-def unloaded_epoch_seconds(history: list[dict[str, float]]) -> float | None:
+def unloaded_epoch_seconds(history: list[dict[str, float]], phase: str = "main") -> float | None:
     """A run's seconds per epoch without background load: the 10th percentile of its epochs.
 
     Other work on the machine only ever slows an epoch down, so the fast epochs are the
-    run's own cost; the median would carry whatever else ran at the time.
+    run's own cost; the median would carry whatever else ran at the time. `phase`:
+    "main" for the epochs that `RunConfig.epochs` counts (a local-learning run's readout),
+    "local" for a local-learning run's epochs of the local rule.
     """
-    epochs = sorted(h["seconds"] for h in history if "seconds" in h)
+    epochs = sorted(h["seconds"] for h in history if "seconds" in h
+                    and (h.get("phase") == "local") == (phase == "local"))
     return epochs[len(epochs) // 10] if epochs else None
 
 
-def _stored_index(store: ResultStore) -> dict[str, list[tuple[float, float]]]:
-    """cost class -> [(unloaded seconds per epoch, evaluation seconds)] of stored runs."""
-    index: dict[str, list[tuple[float, float]]] = {}
+def _stored_index(store: ResultStore) -> dict[str, list[tuple[float, float, float]]]:
+    """cost class -> [(unloaded seconds per epoch, evaluation seconds, unloaded seconds per
+    epoch of the local rule (0 for backpropagation runs))] of stored runs."""
+    index: dict[str, list[tuple[float, float, float]]] = {}
     for r in store:
         epoch = unloaded_epoch_seconds(r.history)
+        local = unloaded_epoch_seconds(r.history, "local") or 0.0
         ev = r.provenance.get("seconds", {}).get("evaluate")
         if epoch is not None and ev is not None:
-            index.setdefault(cost_class(r.config), []).append((epoch, ev))
+            index.setdefault(cost_class(r.config), []).append((epoch, ev, local))
     return index
 
 
@@ -111,9 +116,11 @@ def estimate_seconds(config: RunConfig, store: ResultStore | None = None, *,
     index = _index if _index is not None else (_stored_index(store) if store else {})
     runs = index.get(cost_class(config))
     if runs:
-        epoch = statistics.median(e for e, _ in runs)
-        ev = statistics.median(v for _, v in runs)
-        return Estimate(epoch * config.epochs + ev, epoch, ev, f"stored runs (n={len(runs)})")
+        epoch = statistics.median(e for e, _, _ in runs)
+        ev = statistics.median(v for _, v, _ in runs)
+        local = statistics.median(l for _, _, l in runs) if config.arch == "kh" else 0.0
+        return Estimate(epoch * config.epochs + local * config.local_epochs + ev, epoch, ev,
+                        f"stored runs (n={len(runs)})")
     costs = _costs if _costs is not None else (_bench_costs(bench) if bench else {})
     entry = costs.get(cost_class(config))
     if entry:
