@@ -16,6 +16,7 @@ import numpy as np
 
 from .config import DEFAULTS, EVALUATION_FIELDS, RunConfig
 from .methods import METHOD_FIELDS, format_value
+from .spectrum import fit_power_law
 from .store import Result
 
 
@@ -171,3 +172,58 @@ def best_by(groups: dict[str, list[Result]], score: Callable[[list[Result]], flo
     if not keys:
         raise ValueError("no method to choose from")
     return max(keys, key=lambda k: score(groups[k]))
+
+
+def _refits(results: Sequence[Result], spectrum: str, ranks: tuple[int, int], weighted: bool):
+    """(normalized eigenvalues, fit or None) of each run's stored spectrum ``spectrum``."""
+    for r in results:
+        vals = np.asarray(r.spectra[spectrum], dtype=float)
+        hi = min(ranks[1], int((vals > 0).sum()))
+        fit = (fit_power_law(vals, ranks=(ranks[0], hi), weighted=weighted)
+               if hi >= ranks[0] + 2 else None)
+        yield vals / vals[vals > 0].sum(), fit
+
+
+def refit_alphas(results: Sequence[Result], spectrum: str, ranks: tuple[int, int],
+                 weighted: bool) -> np.ndarray:
+    """[n_seeds] exponents fitted anew to each run's stored spectrum ``spectrum``.
+
+    Lets every network be fitted the same way, whatever its stored metrics hold (e.g.
+    Holzhausen et al.'s ordinary least squares over ranks 2..500 for a backprop network).
+    The fit range is clipped to the spectrum's positive eigenvalues; NaN where fewer than
+    three ranks remain.
+    """
+    return np.array([fit.alpha if fit else np.nan
+                     for _, fit in _refits(results, spectrum, ranks, weighted)], dtype=float)
+
+
+def fit_residuals(results: Sequence[Result], spectrum: str, ranks: tuple[int, int] = (11, 500),
+                  weighted: bool = True) -> np.ndarray:
+    """[n_seeds] root-mean-square distance, in decades, of log10 λ_n from the fitted power
+    law over the fitted ranks: how straight the spectrum is on a log-log plot (0.1 decade
+    = a typical deviation of 26 %). NaN where no fit is possible."""
+    out = []
+    for vals, fit in _refits(results, spectrum, ranks, weighted):
+        if fit is None:
+            out.append(np.nan)
+            continue
+        n = np.arange(fit.ranks[0], fit.ranks[1] + 1)
+        lam = vals[n - 1]
+        keep = lam > 0
+        out.append(float(np.sqrt(np.mean(
+            (np.log10(lam[keep]) - np.log10(fit.predict(n[keep]))) ** 2))))
+    return np.array(out, dtype=float)
+
+
+def local_trajectory(results: Sequence[Result], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs [T], values [n_seeds, T]) of ``key`` over a local-learning run's local phase.
+
+    Only the epochs where every run recorded ``key`` (the tracked epochs of the spectra,
+    every epoch for the convergence report); the runs must share their local epochs.
+    """
+    rows = [{h["epoch"]: h[key] for h in r.history if h.get("phase") == "local" and key in h}
+            for r in results]
+    if not rows:
+        raise ValueError("results must hold at least one local-learning run")
+    epochs = sorted(set.intersection(*(set(d) for d in rows)))
+    return np.array(epochs), np.array([[d[e] for e in epochs] for d in rows], dtype=float)

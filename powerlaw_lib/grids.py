@@ -336,7 +336,8 @@ def local_learning(seeds: Sequence[int] = (0, 1, 2), cifar_seeds: Sequence[int] 
                    readout_lr: float = 1e-3, readout_batch_size: int = 100,
                    p: float = 3.0, delta: float = 0.4, power: float = 4.5,
                    input_norm: float = 3.0, shallow_betas: Sequence[float] = (1.0, 2.0, 5.0),
-                   backprop_epochs: int = 50, train_subset: int | None = None,
+                   backprop_epochs: int = 50, backprop_batch_size: int = 3000,
+                   train_subset: int | None = None,
                    test_subset: int | None = None, pgd_subset: int | None = 2000,
                    strength_subset: int | None = 500) -> list[RunConfig]:
     """Krotov & Hopfield 2019 / Holzhausen et al. 2024: a hidden layer learned by a local rule.
@@ -347,9 +348,9 @@ def local_learning(seeds: Sequence[int] = (0, 1, 2), cifar_seeds: Sequence[int] 
     then a linear readout on relu(I)^`power` trained with Adam (`readout_lr`,
     `readout_batch_size`, `readout_epochs`). The backpropagation networks of the same
     width beside them: on MNIST the shallow chapter's batch-norm networks (vanilla, and
-    SpecReg at every β of `shallow_betas`; `shallow` with its defaults but for the
-    training subsets), on CIFAR-10 the same vanilla network (3072-`width`-10, tanh, batch
-    norm, Adam with amsgrad at lr 1e-3, batch 3000, `backprop_epochs` epochs).
+    SpecReg at every β of `shallow_betas`: `shallow` with its settings, `backprop_epochs`
+    epochs at batch `backprop_batch_size`), on CIFAR-10 the same vanilla network
+    (3072-`width`-10, tanh, batch norm, Adam with amsgrad at lr 1e-3).
     MNIST robustness over the book's ε grid (`EPS_GRID`), CIFAR-10 over `CIFAR_EPS_GRID`.
     """
     unknown = set(shallow_betas) - {1.0, 2.0, 5.0}
@@ -369,10 +370,12 @@ def local_learning(seeds: Sequence[int] = (0, 1, 2), cifar_seeds: Sequence[int] 
     configs += [kh.replace(seed=s, local_epochs=cifar_local_epochs, **cifar,
                            **LOCAL_SETTINGS["cifar10"]) for s in _seeds(cifar_seeds)]
     mnist_backprop = shallow(seeds=seeds, betas=tuple(shallow_betas), no_bn_betas=(),
-                             width=width, text_lr_check=(), train_subset=train_subset,
-                             test_subset=test_subset, pgd_subset=pgd_subset)
+                             width=width, epochs=backprop_epochs,
+                             batch_size=backprop_batch_size, text_lr_check=(),
+                             train_subset=train_subset, test_subset=test_subset,
+                             pgd_subset=pgd_subset)
     configs += mnist_backprop
-    cifar_backprop = mnist_backprop[0].replace(epochs=backprop_epochs, strength_sampling="random",
+    cifar_backprop = mnist_backprop[0].replace(strength_sampling="random",
                                                strength_subset=strength_subset, **cifar)
     configs += [cifar_backprop.replace(seed=s) for s in _seeds(cifar_seeds)]
     return configs

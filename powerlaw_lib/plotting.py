@@ -58,7 +58,10 @@ __all__ = [
 #: Colours of what is not a training method (colour-blind-safe Okabe-Ito hues).
 OTHER_COLORS: dict[str, str] = {
     "whitening": "#D55E00",  # vermillion: whitened network (Vanilla-Wh)
+    "local rule": "#8C510A",  # brown: hidden layer learned by the Krotov-Hopfield rule
 }
+#: Marker of the local-learning networks (arch "kh"), distinct from every method's.
+LOCAL_RULE_MARKER = "D"
 
 #: The β values of Nassar et al. 2020 (§4.1), light to dark shades of the SpecReg blue.
 SPECREG_BETAS: tuple[float, ...] = (1.0, 2.0, 5.0)
@@ -164,6 +167,8 @@ def config_style(config: "RunConfig") -> dict[str, Any]:
     """Colour, marker and line style of a run's curve: the method's colour and marker; a
     method drawn at several β also gets a β-shaded colour and a β line style
     (`BETA_LINESTYLES`, dash-dot for other β), so curves differ without colour too."""
+    if config.arch == "kh":
+        return {"color": OTHER_COLORS["local rule"], "marker": LOCAL_RULE_MARKER}
     method = config.method
     style: dict[str, Any] = {"color": config_color(config), "marker": method.marker}
     if method.shades_by_beta:
@@ -172,7 +177,10 @@ def config_style(config: "RunConfig") -> dict[str, Any]:
 
 
 def config_color(config: "RunConfig") -> str:
-    """Colour of a run's method, shaded by its β when the method is shown at several β."""
+    """Colour of a run's method, shaded by its β when the method is shown at several β
+    (a local-learning network: the colour of "local rule")."""
+    if config.arch == "kh":
+        return OTHER_COLORS["local rule"]
     method = config.method
     return method_color(method.name, beta=config.beta if method.shades_by_beta else None)
 
@@ -505,3 +513,36 @@ def plot_value_grid(ax: Axes, values: Any, *, row_labels: Sequence[str], col_lab
     colorbar = ax.figure.colorbar(image, ax=ax)
     colorbar.set_label(colorbar_label)
     return colorbar
+
+
+def plot_weight_images(fig: Figure, weights: Any, titles: Sequence[str] | None = None, *,
+                       ncols: int = 10) -> np.ndarray:
+    """Learned weights of hidden units as images (Krotov & Hopfield 2019, Fig. 3).
+
+    ``weights [units, C, H, W]``. One channel: a diverging map, symmetric per unit
+    ([-max|W_μ|, max|W_μ|], white is zero; red positive, blue negative), as K&H show them.
+    Three channels: each unit's weights shifted and scaled to [0, 1] as an RGB image.
+    Returns the ``[units]`` axes used.
+    """
+    w = _as_array("weights", weights)
+    if w.ndim != 4 or w.shape[1] not in (1, 3) or w.shape[0] == 0:
+        raise ValueError(f"weights must have shape [units, 1 or 3, H, W], got {w.shape}")
+    n = w.shape[0]
+    if titles is not None and (isinstance(titles, str) or len(titles) != n):
+        raise ValueError(f"titles must be None or a sequence of {n} strings")
+    ncols = min(ncols, n)
+    nrows = -(-n // ncols)
+    axes = np.array(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        if w.shape[1] == 1:
+            m = float(np.abs(w[i]).max()) or 1.0
+            ax.imshow(w[i, 0], cmap="RdBu_r", vmin=-m, vmax=m)
+        else:
+            lo, hi = float(w[i].min()), float(w[i].max())
+            ax.imshow(np.transpose((w[i] - lo) / ((hi - lo) or 1.0), (1, 2, 0)))
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=7, pad=2)
+    return axes[:n]

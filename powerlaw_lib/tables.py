@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .analysis import compare, metric_values, summarize
+from .analysis import compare, metric_values, refit_alphas, summarize
 from .config import RunConfig
 from .evaluation import metric_name
 from .store import Result
@@ -145,3 +145,66 @@ def deep_settings(mlp: RunConfig | None, cnn: RunConfig | None, n_seeds: int,
          f"same; PGD on {c.pgd_subset or 'all'} fixed test images, no random start"),
     ]
     return settings_table(rows)
+
+
+#: The exponent fits a local-learning comparison reports: (column, ranks, weighted).
+ALPHA_FITS = (("Stringer: weighted, ranks 11–500", (11, 500), True),
+              ("Holzhausen: OLS, ranks 2–500", (2, 500), False))
+
+
+def alpha_fits_table(groups: Groups, spectra: Sequence[tuple[str, str]]) -> str:
+    """α of each group's stored spectra, refitted with each of `ALPHA_FITS` (mean ± sd).
+
+    `spectra`: (stored spectrum name, its description), e.g. ("layer1", "h"); a group
+    without that spectrum gets "–".
+    """
+    header = ["network", *(f"α of {what}, {fit}" for _, what in spectra for fit, _, _ in ALPHA_FITS)]
+    rows = []
+    for label, rs in groups.items():
+        cells = [label]
+        for name, _ in spectra:
+            for _, ranks, weighted in ALPHA_FITS:
+                cells.append(f"{summarize(refit_alphas(rs, name, ranks, weighted)):.2f}"
+                             if all(name in r.spectra for r in rs) else "–")
+        rows.append(cells)
+    return markdown(header, rows)
+
+
+def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: int,
+                   n_cifar_seeds: int) -> str:
+    """Settings of the local-learning chapter against Krotov & Hopfield 2019 (the paper) and
+    Holzhausen et al. 2024 (their published code), this chapter's values read from one KH
+    config per data set."""
+    c = mnist or cifar
+    per = {"mnist": mnist, "cifar10": cifar}
+
+    def both(fmt) -> str:
+        return " / ".join(f"{fmt(x)} ({name})" for name, x in (("MNIST", mnist), ("CIFAR-10", cifar))
+                          if x is not None)
+
+    rows = [
+        ("hidden units", "2000", "2000", f"{c.hidden[0]}"),
+        ("metric p, Δ", "3, 0.4", "3, 0.4", f"{c.local_p:g}, {c.local_delta:g}"),
+        ("rank k", "7 (MNIST), 2 (CIFAR-10)", "7 / 2", both(lambda x: x.local_k)),
+        ("ε0, annealing", "0.04 / 0.02, linear to 0", "0.04 / 0.02, linear to 0",
+         both(lambda x: f"{x.local_lr:g}") + ", linear to 0"),
+        ("minibatch", "100", "100 (MNIST) / 1000 (CIFAR-10)", both(lambda x: x.local_batch_size)),
+        ("epochs of the local rule", "not stated (hundreds)", "1000", both(lambda x: x.local_epochs)),
+        ("inputs", "MNIST scaled to [0, 1]", "each image divided by its L3 norm",
+         f"each image divided by its L{c.input_norm:g} norm (inside the network, so attacks "
+         "act on pixels in [0, 1])"),
+        ("pruning", "none", "units with high weight variance zeroed (CIFAR-10)", "none"),
+        ("readout", "relu(I)^4.5, loss |c − t|^6", "relu(I)^4.5 → linear, cross-entropy",
+         f"relu(I)^{c.readout_power:g} × constant gain (1/RMS on the training set) → linear, "
+         "cross-entropy"),
+        ("readout training", "Adam", "Adam lr 1e-3, batch 1000, 1000 epochs",
+         f"Adam lr {c.lr:g}, batch {c.batch_size}, {c.epochs} epochs"),
+        ("seeds", "not stated", "1", f"{n_seeds} (MNIST) / {n_cifar_seeds} (CIFAR-10)"),
+        ("attacks", "–", "FGSM, PGD-20 on correctly classified images, ε in L3-normalised "
+         "input units", "FGSM, PGD-40 (no random start) on all / a fixed subset of the test "
+         "images, ε in pixel units"),
+    ]
+    if per["cifar10"] is None:
+        rows = [r for r in rows if r[0] != "pruning"]
+    return markdown(["", "Krotov & Hopfield 2019", "Holzhausen et al. 2024 (code)", "this chapter"],
+                    rows)

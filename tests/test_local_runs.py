@@ -197,3 +197,77 @@ def test_the_estimate_of_a_kh_run_counts_both_phases(tmp_path):
     e = estimate_seconds(SMALL.replace(seed=1, local_epochs=20, epochs=6), store, bench=None)
     assert e.source == "stored runs (n=1)"
     assert e.seconds == pytest.approx(4.0 * 20 + 1.0 * 6 + 5.0)
+
+
+# ----------------------------------------------------------------------------- summaries
+
+
+def _result(spectra, history=(), seed=0):
+    return Result(SMALL.replace(seed=seed), {}, spectra=spectra, history=list(history))
+
+
+def test_refits_recover_a_power_law_and_residuals_measure_its_straightness():
+    from powerlaw_lib import analysis
+
+    exact = _result({"layer1": list(power_law_spectrum(1000, 1.7) * 3.0)})
+    n = np.arange(1, 1001)
+    bent = _result({"layer1": list(np.where(n < 100, n ** -1.0, 100.0 ** 1.0 * n ** -2.0))})
+    np.testing.assert_allclose(analysis.refit_alphas([exact], "layer1", (2, 500), False), [1.7])
+    assert analysis.fit_residuals([exact], "layer1")[0] < 1e-12
+    assert analysis.fit_residuals([bent], "layer1")[0] > 0.1   # a knee at rank 100
+    tiny = _result({"layer1": [1.0, 0.5, 0.0]})
+    assert np.isnan(analysis.refit_alphas([tiny], "layer1", (11, 500), True)[0])
+    assert np.isnan(analysis.fit_residuals([tiny], "layer1")[0])
+
+
+def test_local_trajectory_keeps_the_epochs_every_run_tracked():
+    from powerlaw_lib import analysis
+
+    def history(alphas):
+        return ([{"phase": "local", "epoch": e, "converged_fraction": e / 10,
+                  **({"layer1_alpha": a} if a is not None else {})} for e, a in enumerate(alphas, 1)]
+                + [{"phase": "readout", "epoch": 1, "layer1_alpha": 99.0}])
+
+    runs = [_result({}, history([1.0, None, 3.0]), 0), _result({}, history([2.0, 5.0, 4.0]), 1)]
+    epochs, values = analysis.local_trajectory(runs, "layer1_alpha")
+    assert epochs.tolist() == [1, 3] and values.tolist() == [[1.0, 3.0], [2.0, 4.0]]
+    epochs, values = analysis.local_trajectory(runs, "converged_fraction")
+    assert epochs.tolist() == [1, 2, 3] and values.shape == (2, 3)
+    with pytest.raises(ValueError, match="local-learning"):
+        analysis.local_trajectory([], "layer1_alpha")
+
+
+def test_alpha_table_fits_every_group_both_ways_and_marks_missing_spectra():
+    from powerlaw_lib import tables
+
+    kh = _result({"layer1": list(power_law_spectrum(800, 2.0)),
+                  "currents": list(power_law_spectrum(800, 1.5))})
+    bp = Result(RunConfig(seed=0), {}, spectra={"layer1": list(power_law_spectrum(800, 1.2))})
+    text = tables.alpha_fits_table({"local rule": [kh], "backprop": [bp]},
+                                   [("layer1", "h"), ("currents", "I")])
+    lines = text.splitlines()
+    assert len(lines) == 4 and len(tables.ALPHA_FITS) == 2
+    assert lines[2] == "| local rule | 2.00 | 2.00 | 1.50 | 1.50 |"
+    assert lines[3] == "| backprop | 1.20 | 1.20 | – | – |"
+    settings = tables.local_settings(SMALL, None, 3, 1)
+    assert "pruning" not in settings and "| hidden units | 2000 | 2000 | 40 |" in settings
+
+
+def test_weight_images_are_drawn_one_per_axis():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from powerlaw_lib.plotting import plot_weight_images
+
+    fig = plt.figure()
+    axes = plot_weight_images(fig, np.random.default_rng(0).normal(size=(7, 3, 4, 4)), ncols=3)
+    assert len(axes) == 7 and len(fig.axes) == 9                  # a 3 x 3 grid, 2 left empty
+    image = axes[0].get_images()[0].get_array()
+    assert image.shape == (4, 4, 3) and image.min() == 0.0 and image.max() == 1.0
+    grey = plot_weight_images(plt.figure(), np.ones((2, 1, 4, 4)) * [[[[1.0]]], [[[-2.0]]]])
+    assert grey[1].get_images()[0].get_clim() == (-2.0, 2.0)       # symmetric per unit
+    with pytest.raises(ValueError, match="weights"):
+        plot_weight_images(plt.figure(), np.ones((2, 2, 4, 4)))
+    plt.close("all")
