@@ -126,6 +126,17 @@ def attack_strength_check(model: nn.Module, config: RunConfig, x: torch.Tensor, 
     return out
 
 
+def strength_sample_text(config: RunConfig) -> str:
+    """Which images the attack-strength check of `config` used, in words for a chapter."""
+    n = config.strength_subset
+    if n is None or (config.pgd_subset is not None and n >= config.pgd_subset):
+        return "every image of the PGD subset"
+    if config.strength_sampling == "random":
+        return f"a fixed random sample of {n} images of the PGD subset (the same for every run)"
+    return (f"the first {n} images of the PGD subset (its lowest test indices, a harder "
+            f"slice of the test set than a random sample)")
+
+
 def _round(a: np.ndarray, digits: int = 4) -> list:
     """Round to `digits` significant digits for compact JSON."""
     a = np.asarray(a, dtype=np.float64)

@@ -34,7 +34,7 @@ def shallow(seeds: Sequence[int] = (0, 1, 2), epochs: int = 50,
             train_subset: int | None = None, test_subset: int | None = None,
             pgd_subset: int | None = 2000, precision: str = "fp32",
             eps_grid: Sequence[float] = EPS_GRID, noise_grid: Sequence[float] = NOISE_GRID,
-            ) -> list[RunConfig]:
+            strength_sampling: str = "first") -> list[RunConfig]:
     """Nassar et al. 2020, §4.1: 784-`width`-10 tanh MLP on MNIST, vanilla vs SpecReg.
 
     With batch norm after the activation: vanilla, and SpecReg (α = 1, τ = 10) on the hidden
@@ -45,13 +45,17 @@ def shallow(seeds: Sequence[int] = (0, 1, 2), epochs: int = 50,
     The optimizer follows the authors' §4.1 code (Adam with amsgrad, lr 1e-3); the paper's
     text gives lr 1e-4. `text_lr_check` adds, for these seeds, the batch-norm vanilla run
     with plain Adam at lr 1e-4, to show what the text's setting gives in the same budget.
+
+    `strength_sampling`: which images of the PGD subset the attack-strength check uses,
+    "random" (a fixed random sample) or "first" (its first images, which `data.subset`
+    sorts by test index: a harder slice of MNIST; the stored runs were evaluated so).
     """
     base = RunConfig(dataset="mnist", arch="mlp", hidden=(width,), activation="tanh",
                      optimizer=optimizer, lr=lr, batch_size=batch_size, epochs=epochs,
                      train_subset=train_subset, test_subset=test_subset,
                      pgd_subset=pgd_subset, precision=precision, fgsm_eps=tuple(eps_grid),
                      pgd_eps=tuple(eps_grid), noise_sigma=tuple(noise_grid),
-                     strength_sampling="first")
+                     strength_sampling=strength_sampling)
     configs = []
     for seed in _seeds(seeds):
         for bn, bs in ((True, tuple(betas)), (False, tuple(no_bn_betas))):

@@ -71,3 +71,14 @@ def test_the_learning_rate_check_runs_are_told_apart_from_the_main_runs():
     # when the main runs use the text's own setting, nothing is a check run
     same = grids.shallow(seeds=(0,), lr=1e-4, optimizer="adam", text_lr_check=())
     assert not any(grids.is_text_lr_check(c, lr=1e-4, optimizer="adam") for c in same)
+
+
+def test_the_strength_sample_is_described_as_it_was_drawn():
+    from powerlaw_lib.evaluation import strength_sample_text
+
+    first = grids.shallow(seeds=(0,))[0]
+    assert first.strength_sampling == "first" and "first 500" in strength_sample_text(first)
+    random = grids.shallow(seeds=(0,), strength_sampling="random")[0]
+    assert "random sample of 500" in strength_sample_text(random)
+    assert strength_sample_text(random.replace(strength_subset=None)) == \
+        "every image of the PGD subset"
