@@ -61,7 +61,8 @@ class RunConfig:
     whiten_after: int | None = None        # 1-based hidden layer followed by a Whitening layer
     # --- regularizer ----------------------------------------------------------------------
     regularizer: str = "none"              # a method of the registry (`methods.names()`):
-                                           # "none" | "spectral" | "slope" | "slope-mse" | "jacobian"
+                                           # "none" | "spectral" | "slope" | "slope-mse" |
+                                           # "jacobian" | "adversarial"
     reg_layers: tuple[int, ...] = ()       # 1-based hidden layers regularized (spectral, slope*)
     alpha: float = 1.0                     # target exponent: γ_n ∝ n^-α
     layer_alphas: tuple[float, ...] = ()   # spectral: one α per entry of reg_layers (overrides α)
@@ -71,6 +72,9 @@ class RunConfig:
     slope_method: str = "subspace"         # batch spectrum of the slope fit: "subspace"
                                            # (top eigenpairs, warm-started) | "exact" (eigvalsh)
     jacobian_projections: int = 1          # random projections per sample (Hoffman et al.)
+    adv_eps: float = 0.1                   # adversarial: L∞ radius of the training attack
+    adv_steps: int = 7                     # adversarial: PGD steps per batch
+    adv_step_size: float = 0.025           # adversarial: PGD step (2.5 ε / steps, Madry)
     # --- local learning (arch "kh" only; `local_learning`, Krotov & Hopfield 2019) ---------
     local_epochs: int = 30                 # epochs of the local rule (the readout's: `epochs`)
     local_lr: float = 0.04                 # ε0, annealed linearly to 0 (K&H: 0.04 MNIST)
@@ -240,7 +244,8 @@ LEGACY_VALUES: dict[str, Any] = {"strength_sampling": "first", "layer_alphas": (
                                  "slope_method": "subspace", "local_epochs": 30,
                                  "local_lr": 0.04, "local_batch_size": 100, "local_p": 3.0,
                                  "local_k": 7, "local_delta": 0.4, "readout_power": 4.5,
-                                 "input_norm": 3.0}
+                                 "input_norm": 3.0, "adv_eps": 0.1, "adv_steps": 7,
+                                 "adv_step_size": 0.025}
 #: Fields only the local-learning networks (arch "kh") read; any other arch keeps them at
 #: their defaults.
 LOCAL_FIELDS = ("local_epochs", "local_lr", "local_batch_size", "local_p", "local_k",
@@ -254,7 +259,7 @@ EVALUATION_FIELDS = frozenset({
     "strength_sampling", "sensitivity_top", "sensitivity_images"})
 
 _FLOAT_FIELDS = ("alpha", "beta", "lr", "pgd_step_size", "local_lr", "local_p", "local_delta",
-                 "readout_power", "input_norm")
+                 "readout_power", "input_norm", "adv_eps", "adv_step_size")
 _FLOAT_TUPLES = ("fgsm_eps", "pgd_eps", "noise_sigma", "strength_eps", "layer_alphas")
 _INT_TUPLES = ("hidden", "reg_layers", "slope_ranks")
 
@@ -324,8 +329,10 @@ def _validate_local(c: RunConfig) -> None:
     _check(c.activation == DEFAULTS["activation"], "activation",
            f"{DEFAULTS['activation']!r} (the default) for arch 'kh', whose hidden units are "
            f"relu(I)^readout_power", c.activation)
-    _check(c.regularizer == "none", "regularizer", "'none' for arch 'kh' (no backpropagation "
-           "into the hidden layer)", c.regularizer)
+    if c.regularizer in methods.names():  # unknown names are reported by _validate_method
+        plain = [m.name for m in methods.all_methods() if m.plain]
+        _check(c.method.plain, "regularizer", f"one of {plain} for arch 'kh' (its hidden layer "
+               "is not trained by backpropagation)", c.regularizer)
     _check(c.optimizer == "adam", "optimizer", "'adam' for arch 'kh' (the readout's)",
            c.optimizer)
     _check(c.precision == "fp32", "precision", "'fp32' for arch 'kh'", c.precision)

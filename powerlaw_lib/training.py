@@ -141,12 +141,15 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, penalty: P
     """One optimisation step on the batch ``xb [B, C, H, W]``, ``yb [B]``.
 
     Loss = cross-entropy + ``penalty(model, xb, yb, hidden)``, the method's term (Nassar et
-    al. 2020, §3; `methods`). The network runs under `autocast(precision)`; the
+    al. 2020, §3; `methods`), on the inputs ``penalty.training_inputs(model, xb, yb)`` (the
+    batch itself except for adversarial training). The network runs under
+    `autocast(precision)`; the
     cross-entropy is taken on float32 logits. Raises `NonFiniteLossError` (before any
     parameter changes) when the loss is NaN or infinite.
 
     Returns the detached loss, penalty (scalars) and logits ``[B, n_classes]``.
     """
+    xb = penalty.training_inputs(model, xb, yb)  # [B, C, H, W]
     with autocast(precision):
         logits, hs = model.forward_with_hidden(xb)  # [B, n_classes], [[B, N_l]]
     ce = F.cross_entropy(logits.float(), yb)

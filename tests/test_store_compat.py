@@ -34,6 +34,8 @@ def test_the_shallow_grid_is_complete_in_the_store():
 def test_a_legacy_value_leaves_the_key_unchanged_and_any_other_value_changes_it(name):
     if name == "slope_method":
         base = RunConfig(regularizer="slope", reg_layers=(1,))
+    elif name in ADVERSARIAL_CHANGES:
+        base = RunConfig(regularizer="adversarial")
     elif name in LOCAL_FIELDS:
         base = RunConfig(arch="kh", batch_norm=False)
     else:
@@ -42,7 +44,7 @@ def test_a_legacy_value_leaves_the_key_unchanged_and_any_other_value_changes_it(
     assert name not in legacy.to_dict()
     assert RunConfig.from_dict(legacy.to_dict()) == legacy
     other = {"strength_sampling": "random", "layer_alphas": (2.0,), "slope_method": "exact",
-             **LOCAL_CHANGES}[name]
+             **LOCAL_CHANGES, **ADVERSARIAL_CHANGES}[name]
     changed = base.replace(**{name: other})
     assert changed.to_dict()[name] is not None and changed.key != legacy.key
     assert RunConfig.from_dict(json.loads(changed.canonical_json())) == changed
@@ -58,6 +60,8 @@ CHANGES = {  # one legal change of every training field of the default config
 #: One legal change of every field of the local-learning networks (arch "kh").
 LOCAL_CHANGES = {"local_epochs": 5, "local_lr": 0.02, "local_batch_size": 50, "local_p": 4.0,
                  "local_k": 2, "local_delta": 0.3, "readout_power": 3.0, "input_norm": 2.0}
+#: One legal change of every field of adversarial training.
+ADVERSARIAL_CHANGES = {"adv_eps": 0.2, "adv_steps": 3, "adv_step_size": 0.05}
 EVAL_CHANGES = {
     "test_subset": 100, "fgsm_eps": (0.1,), "pgd_eps": (0.1,), "pgd_steps": 7,
     "pgd_step_size": 0.02, "pgd_subset": 100, "noise_sigma": (0.1,), "strength_eps": (0.2,),
@@ -69,8 +73,8 @@ EVAL_CHANGES = {
 def test_every_field_is_either_a_training_or_an_evaluation_field_with_a_test_case():
     names = {f for f in RunConfig.__dataclass_fields__}
     assert set(EVAL_CHANGES) == EVALUATION_FIELDS
-    assert (set(CHANGES) | set(LOCAL_CHANGES) | {"reg_layers", "layer_alphas", "slope_method"}
-            == names - EVALUATION_FIELDS)
+    assert (set(CHANGES) | set(LOCAL_CHANGES) | set(ADVERSARIAL_CHANGES)
+            | {"reg_layers", "layer_alphas", "slope_method"} == names - EVALUATION_FIELDS)
 
 
 @pytest.mark.parametrize("name", sorted(LOCAL_CHANGES))

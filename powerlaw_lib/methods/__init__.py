@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import Iterator
 
-from . import jacobian, none, slope, spectral
+from . import adversarial, jacobian, none, slope, spectral
 from .base import FIELD_SYMBOLS, METHOD_FIELDS, Method, Penalty, format_value
 from .layered import LayerPenalty, refresh_eigenvectors
 
@@ -82,3 +82,4 @@ register(spectral.METHOD)
 register(slope.METHOD)
 register(slope.MSE_METHOD)
 register(jacobian.METHOD)
+register(adversarial.METHOD)

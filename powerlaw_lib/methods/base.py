@@ -22,11 +22,12 @@ if TYPE_CHECKING:  # RunConfig is a layer above: methods are declared before con
 #: `RunConfig` fields that belong to some method. A config leaves every one its own method
 #: does not read at its default, so a method's identity is the fields it reads.
 METHOD_FIELDS = ("reg_layers", "alpha", "layer_alphas", "tau", "beta", "slope_ranks",
-                 "slope_method", "jacobian_projections")
+                 "slope_method", "jacobian_projections", "adv_eps", "adv_steps", "adv_step_size")
 #: How a method field is shown in labels and method keys.
 FIELD_SYMBOLS = {"beta": "β", "alpha": "α", "layer_alphas": "α_l", "tau": "τ",
                  "reg_layers": "layers", "slope_ranks": "ranks", "slope_method": "spectrum",
-                 "jacobian_projections": "projections"}
+                 "jacobian_projections": "projections", "adv_eps": "ε", "adv_steps": "steps",
+                 "adv_step_size": "η"}
 
 
 def format_value(value: Any) -> str:
@@ -46,11 +47,17 @@ class Penalty:
     l at index l - 1, each ``[B, N_l]``, with graph). ``start_epoch(model, x_train,
     generator)`` runs at the start of every epoch, before its first step: the generator is
     the epoch's (it has drawn the batch order), for penalties that draw random numbers.
+    ``training_inputs(model, x, y)`` gives the inputs the network trains on for the batch
+    (``x`` itself by default; adversarial training replaces it).
     """
 
     def start_epoch(self, model: nn.Module, x_train: torch.Tensor,
                     generator: torch.Generator) -> None:
         """Per-epoch refresh; nothing by default."""
+
+    def training_inputs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The batch ``[B, C, H, W]`` the loss is computed on; ``x`` by default."""
+        return x
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  hidden: list[torch.Tensor]) -> torch.Tensor:
@@ -70,6 +77,8 @@ class Method:
     shown : fields its labels always show (the others only when not at their default).
     layered : it regularizes the hidden layers listed in `reg_layers` (at least one).
     shades_by_beta : figures shade its colour by β (several strengths side by side).
+    plain : it changes nothing in training (no term, no other inputs): the only kind of
+        method a network trained without backpropagation (arch "kh") can declare.
     reference : the paper and equation it implements.
     """
 
@@ -81,6 +90,7 @@ class Method:
     shown: tuple[str, ...] = ()
     layered: bool = False
     shades_by_beta: bool = False
+    plain: bool = False
     reference: str = ""
 
     def validate(self, config: "RunConfig") -> None:

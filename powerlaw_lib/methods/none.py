@@ -10,6 +10,7 @@ class Vanilla(Method):
     label = "vanilla"
     color = "#4d4d4d"  # dark grey: the unregularized baseline
     marker = "s"
+    plain = True
     reference = "Nassar et al. 2020, §4 (the unregularized baseline)"
 
 
