@@ -26,7 +26,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("runs", {"training", "local_training", "evaluation", "store", "model_cache", "audit",
               "audit_checks", "plotting"}),
     ("summaries", {"costs", "analysis", "tables"}),
-    ("orchestration", {"experiments", "grids", "diagnostics", "sweep"}),
+    ("orchestration", {"experiments", "grids", "diagnostics", "sweep", "audits"}),
     ("command line", {"__main__"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}

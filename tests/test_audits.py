@@ -1,0 +1,73 @@
+"""Audits as stored results (`powerlaw_lib.audits`): run once on the cached model, kept."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from powerlaw_lib import experiments
+from powerlaw_lib.audits import AuditRecord, AuditSpec, AuditStore, audit_run
+from powerlaw_lib.config import RunConfig
+from powerlaw_lib.store import ResultStore
+
+SMALL = RunConfig(hidden=(32,), batch_norm=False, train_subset=600, test_subset=200,
+                  batch_size=100, epochs=2, lr=1e-3, pgd_subset=50, strength_subset=10,
+                  fgsm_eps=(0.0, 0.1), pgd_eps=(0.0, 0.1), noise_sigma=(0.0,),
+                  strength_eps=(), sensitivity_top=0)
+SPEC = AuditSpec(eps=(0.05, 0.1), images=40, steps=5, n_queries=20, n_targets=2, large_eps=0.5)
+
+
+@pytest.mark.parametrize(("change", "field"), [({"eps": (0.1, 0.05)}, "eps"), ({"eps": ()}, "eps"),
+                                               ({"images": 0}, "images"),
+                                               ({"attacks": ("pgd", "cw")}, "attacks"),
+                                               ({"steps": 0}, "steps"),
+                                               ({"n_targets": 0}, "n_targets"),
+                                               ({"large_eps": 0.0}, "large_eps")])
+def test_bad_audit_settings_name_the_field(change, field):
+    with pytest.raises(ValueError, match=field):
+        AuditSpec(**{**SPEC.to_dict(), **change})
+
+
+def test_the_spec_key_changes_with_every_setting():
+    keys = {SPEC.key, AuditSpec().key, AuditSpec(eps=(0.1,)).key, AuditSpec(images=500).key,
+            AuditSpec(seed=1).key}
+    assert len(keys) == 5
+
+
+def test_an_audit_runs_once_on_the_cached_model_and_is_read_back(tmp_path, monkeypatch):
+    store = ResultStore(tmp_path / "results")
+    result = experiments.run(SMALL, store, progress=False)
+    audits = AuditStore(tmp_path / "audits")
+    record = audit_run(SMALL, SPEC, store, audits, progress=False)
+    assert record.provenance["seconds"]["train_this_session"] == 0.0   # the cached model
+    assert audits.file(SMALL, SPEC).exists() and audits.missing([SMALL], SPEC) == []
+    raw = json.loads(audits.file(SMALL, SPEC).read_text())
+    again = AuditRecord.from_dict(raw)
+    assert again.to_dict() == record.to_dict()
+    # the worst case is the AND of the per-image outcomes and never above any attack
+    robust = np.logical_and.reduce([record.correct(a) for a in SPEC.attacks])   # [E, N]
+    np.testing.assert_allclose(robust.mean(1), record.robust_accuracy)
+    for attack in SPEC.attacks:
+        assert np.all(np.array(record.robust_accuracy) <= np.array(record.accuracy[attack]) + 1e-12)
+        assert record.correct(attack).shape == (len(SPEC.eps), SPEC.images)
+    assert set(record.checklist["failed"]) <= {"iterative", "black_box", "large_eps", "noise",
+                                                "zero_gradient"}
+    assert record.clean_accuracy >= max(record.accuracy["pgd"])
+    # stored: a second call runs nothing
+    monkeypatch.setattr("powerlaw_lib.audits.audit_accuracy",
+                        lambda *a, **k: pytest.fail("the stored audit was run again"))
+    assert audit_run(SMALL, SPEC, store, audits, progress=False).to_dict() == record.to_dict()
+    assert result.metrics["clean_accuracy"] > 0.5
+
+
+def test_a_tampered_audit_file_is_refused(tmp_path):
+    store = ResultStore(tmp_path / "results")
+    experiments.run(SMALL, store, progress=False)
+    audits = AuditStore(tmp_path / "audits")
+    record = audit_run(SMALL, SPEC, store, audits, progress=False)
+    raw = record.to_dict()
+    raw["spec"]["steps"] = 7
+    with pytest.raises(ValueError, match="does not match"):
+        AuditRecord.from_dict(raw)
