@@ -36,7 +36,8 @@ from .experiments import load_data, provenance, trained_model
 from .store import ResultStore
 from .validation import check_field, is_int
 
-__all__ = ["AUDIT_SUBSET_SEED", "AuditRecord", "AuditSpec", "AuditStore", "audit_run"]
+__all__ = ["AUDIT_SUBSET_SEED", "AuditNotAllowedError", "AuditRecord", "AuditSpec", "AuditStore",
+           "audit_all", "audit_run"]
 
 #: Seed of the fixed random subset of test images an audit attacks.
 AUDIT_SUBSET_SEED = 11
@@ -199,3 +200,23 @@ def audit_run(config: RunConfig, spec: AuditSpec, store: ResultStore, audits: Au
                     "checks": list(CHECKS)})
     audits.put(record)
     return record
+
+
+class AuditNotAllowedError(RuntimeError):
+    """Audits are missing from the store and running them was not allowed."""
+
+
+def audit_all(pairs: list[tuple[RunConfig, AuditSpec]], store: ResultStore, audits: AuditStore,
+              *, allow: bool = False, progress: bool = True) -> list[AuditRecord]:
+    """The audits of ``pairs`` (run, spec), in order: stored ones read, missing ones run.
+
+    Without ``allow``, missing audits raise `AuditNotAllowedError` naming them (a chapter
+    never attacks at build time unless asked to).
+    """
+    missing = [(c, s) for c, s in pairs if audits.get(c, s) is None]
+    if missing and not allow:
+        names = "\n".join(f"  {c.label} ({c.key}-{s.key})" for c, s in missing)
+        raise AuditNotAllowedError(
+            f"{len(missing)} audit(s) missing from {audits.path}:\n{names}\nrun them with "
+            "powerlaw_lib.audits.audit_run (or allow it, e.g. allow_training=True in a chapter)")
+    return [audit_run(c, s, store, audits, progress=progress) for c, s in pairs]

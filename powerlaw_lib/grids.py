@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .analysis import select_beta
+from .audits import AuditSpec
 from .config import EPS_GRID, NOISE_GRID, RunConfig
 from .store import ResultStore
 
@@ -384,6 +385,28 @@ def local_learning(seeds: Sequence[int] = (0, 1, 2), cifar_seeds: Sequence[int] 
     configs += [cifar_backprop.replace(seed=s) for s in _seeds(cifar_seeds)]
     return configs
 
+
+def local_learning_audits(configs: Sequence[RunConfig], /, *, audit_seeds: Sequence[int] = (0,),
+                          audit_betas: Sequence[float] = (2.0,),
+                          audit_eps: Sequence[float] = (0.05, 0.1), audit_images: int = 1000,
+                          audit_steps: int = 100, audit_queries: int = 5000
+                          ) -> list[tuple[RunConfig, AuditSpec]]:
+    """The audits of the local-learning chapter: (run, spec) pairs among ``configs``.
+
+    The MNIST networks of seeds `audit_seeds`: the local rule, the backprop vanilla network
+    and backprop SpecReg at each β of `audit_betas`, each attacked at `audit_eps` on
+    `audit_images` fixed random test images by the ensemble (`audit_steps` iterations of
+    APGD and FAB, `audit_queries` queries of Square; AutoAttack's budgets by default).
+    """
+    spec = AuditSpec(eps=tuple(audit_eps), images=audit_images, steps=audit_steps,
+                     n_queries=audit_queries)
+    chosen = [c for c in configs if c.dataset == "mnist" and c.seed in tuple(audit_seeds)
+              and (c.arch == "kh" or c.method.plain or c.beta in tuple(audit_betas))]
+    return [(c, spec) for c in chosen]
+
+
+#: Each chapter's audits, by chapter name: f(grid configs, **chapter parameters).
+CHAPTER_AUDITS = {"local_learning": local_learning_audits}
 
 #: Every chapter's grid, by chapter name (used by the command line).
 CHAPTER_GRIDS = {"shallow": shallow, "deep": deep, "alpha_sweep": alpha_sweep,

@@ -96,6 +96,10 @@ class ResultStore:
             self.models_path = self.path.parent / "models"
         else:
             self.models_path = self.path / ".models"
+        #: Folder of the audits of these results (`audits.AuditStore`): an `audits` folder
+        #: beside a folder named `results`, else an `audits` folder inside the store.
+        self.audits_path = (self.path.parent / "audits" if self.path.name == "results"
+                            else self.path / "audits")
 
     # --- paths ------------------------------------------------------------------------------
     def result_path(self, config: RunConfig) -> Path:

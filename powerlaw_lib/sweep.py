@@ -50,7 +50,8 @@ def grid_parameters_from_file(path: str | Path, grid_name: str, grid_fn: Callabl
         raise ValueError(f"{path}: expected a mapping of chapter names to parameters")
     section = sections.get(grid_name) or {}
     accepted = inspect.signature(grid_fn).parameters
-    unknown = sorted(set(section) - set(accepted) - CHAPTER_ONLY_PARAMETERS)
+    unknown = sorted(set(section) - set(accepted) - CHAPTER_ONLY_PARAMETERS
+                     - set(audit_parameters(grid_name)))
     if unknown:
         raise ValueError(f"{path}, section {grid_name!r}: unknown parameter(s) {unknown}; "
                          f"the grid takes {', '.join(accepted)}")
@@ -60,6 +61,17 @@ def grid_parameters_from_file(path: str | Path, grid_name: str, grid_fn: Callabl
     if isinstance(results, str) and results.startswith("@"):
         results = None
     return kwargs, results
+
+
+def audit_parameters(chapter: str) -> tuple[str, ...]:
+    """Keyword parameters of a chapter's audits (`grids.CHAPTER_AUDITS`); () without audits."""
+    from .grids import CHAPTER_AUDITS
+
+    fn = CHAPTER_AUDITS.get(chapter)
+    if fn is None:
+        return ()
+    return tuple(n for n, p in inspect.signature(fn).parameters.items()
+                 if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
 
 @dataclass(frozen=True)

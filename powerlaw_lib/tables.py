@@ -6,7 +6,7 @@ Groups are `analysis.group_by_method` dictionaries: display label -> results of 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -14,6 +14,9 @@ from .analysis import compare, metric_values, refit_alphas, summarize
 from .config import RunConfig
 from .evaluation import metric_name
 from .store import Result
+
+if TYPE_CHECKING:
+    from .audits import AuditRecord
 
 Groups = dict[str, list[Result]]
 
@@ -208,3 +211,27 @@ def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: in
         rows = [r for r in rows if r[0] != "pruning"]
     return markdown(["", "Krotov & Hopfield 2019", "Holzhausen et al. 2024 (code)", "this chapter"],
                     rows)
+
+
+def audit_table(records: dict[str, "AuditRecord"], attacks: Sequence[str] | None = None) -> str:
+    """One row per audited network and ε: clean accuracy on the audited images, each
+    attack's accuracy, the worst case over the attacks, and the masking checks that failed.
+
+    `records`: display label -> `audits.AuditRecord`; `attacks`: columns (default: the
+    first record's attacks).
+    """
+    if not records:
+        return "(no audits)"
+    first = next(iter(records.values()))
+    attacks = tuple(attacks or first.spec.attacks)
+    header = ["network", "ε", "clean (%)", *(f"{a} (%)" for a in attacks), "worst case (%)",
+              "masking checks failed"]
+    rows = []
+    for label, r in records.items():
+        for i, eps in enumerate(r.spec.eps):
+            rows.append([label, f"{eps:g}", f"{100 * r.clean_accuracy:.1f}",
+                         *(f"{100 * r.accuracy[a][i]:.1f}" if a in r.accuracy else "–"
+                           for a in attacks),
+                         f"{100 * r.robust_accuracy[i]:.1f}",
+                         ", ".join(r.checklist["failed"]) or "none"])
+    return markdown(header, rows)

@@ -71,3 +71,31 @@ def test_a_tampered_audit_file_is_refused(tmp_path):
     raw["spec"]["steps"] = 7
     with pytest.raises(ValueError, match="does not match"):
         AuditRecord.from_dict(raw)
+
+
+def test_the_local_learning_chapter_audits_its_seed_0_mnist_networks():
+    from powerlaw_lib import grids
+
+    pairs = grids.local_learning_audits(grids.local_learning())
+    labels = sorted(c.label for c, _ in pairs)
+    assert len(pairs) == 3 and all(c.dataset == "mnist" and c.seed == 0 for c, _ in pairs)
+    assert any(c.arch == "kh" for c, _ in pairs)
+    assert any("vanilla" in label for label in labels) and any("β=2" in label for label in labels)
+    assert len({s for _, s in pairs}) == 1 and pairs[0][1] == AuditSpec()
+
+
+def test_missing_audits_are_refused_unless_allowed_and_tabled_once_run(tmp_path):
+    from powerlaw_lib import tables
+    from powerlaw_lib.audits import AuditNotAllowedError, audit_all
+
+    store = ResultStore(tmp_path / "results")
+    experiments.run(SMALL, store, progress=False)
+    audits = AuditStore(store.audits_path)
+    assert audits.path == tmp_path / "audits"
+    with pytest.raises(AuditNotAllowedError, match=SMALL.key):
+        audit_all([(SMALL, SPEC)], store, audits)
+    [record] = audit_all([(SMALL, SPEC)], store, audits, allow=True, progress=False)
+    table = tables.audit_table({"small": record}).splitlines()
+    assert len(table) == 2 + len(SPEC.eps)
+    assert table[2].startswith("| small | 0.05 |") and table[0].count("|") == 6 + len(SPEC.attacks)
+    assert [r.to_dict() for r in audit_all([(SMALL, SPEC)], store, audits)] == [record.to_dict()]

@@ -378,7 +378,7 @@ def test_values_runconfig_rejects_stop_before_the_kernel(name, value, field):
     assert chapter_parameters(chapter, None, [("epochs", "3")]) == {"epochs": 3}
 
 
-@pytest.mark.parametrize("name", ["shallow", "deep", "alpha_sweep"])
+@pytest.mark.parametrize("name", ["shallow", "deep", "alpha_sweep", "local_learning"])
 def test_a_chapters_parameter_defaults_are_its_grid_functions_defaults(name):
     """Where a chapter exists for a grid, the two may never drift apart."""
     import inspect
@@ -390,12 +390,20 @@ def test_a_chapters_parameter_defaults_are_its_grid_functions_defaults(name):
         pytest.skip(f"no chapter book/{name}.md yet")
     defaults = read_parameter_defaults(source)
     grid = inspect.signature(CHAPTER_GRIDS[name]).parameters
-    from powerlaw_lib.sweep import CHAPTER_ONLY_PARAMETERS
+    from powerlaw_lib.grids import CHAPTER_AUDITS
+    from powerlaw_lib.sweep import CHAPTER_ONLY_PARAMETERS, audit_parameters
 
     shared = sorted(set(defaults) & set(grid))
     assert shared, "the chapter passes none of its grid's parameters"
-    # every other parameter is one of the few a chapter has beyond its grid's
-    assert set(defaults) - set(grid) == CHAPTER_ONLY_PARAMETERS
+    # every other parameter is one of the few a chapter has beyond its grid's, or one of
+    # its audits' (with the audit function's defaults)
+    audit = set(audit_parameters(name))
+    assert set(defaults) - set(grid) - audit == CHAPTER_ONLY_PARAMETERS
+    if audit:
+        signature = inspect.signature(CHAPTER_AUDITS[name]).parameters
+        for p in audit:
+            default = signature[p].default
+            assert defaults[p] == (list(default) if isinstance(default, tuple) else default), p
     for p in shared:
         default = grid[p].default
         expected = list(default) if isinstance(default, tuple) else default
