@@ -16,6 +16,9 @@
                 retrained model must reproduce the stored training history exactly
                 (--cached-only skips them instead)
   show GRID     one line per run of the grid with its key and headline metrics
+  audit GRID    run the chapter's missing audits (`grids.CHAPTER_AUDITS`, their default
+                settings) on the cached models of its stored runs, retraining a model
+                deterministically only when it is not cached; each audit is stored
 
 GRID is a chapter name from `powerlaw_lib.grids.CHAPTER_GRIDS`; `--set` overrides one of the
 grid function's keyword parameters (Python literal syntax: --set seeds=[0] --set epochs=2),
@@ -84,7 +87,8 @@ def _executor(args: argparse.Namespace):
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m powerlaw_lib", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=("list", "status", "run", "sweep", "evaluate", "show"))
+    ap.add_argument("command", choices=("list", "status", "run", "sweep", "evaluate", "show",
+                                        "audit"))
     ap.add_argument("grid", nargs="?", choices=sorted(CHAPTER_GRIDS),
                     help="a chapter's grid (optional for list and status)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
@@ -196,6 +200,28 @@ def _run(args: argparse.Namespace, configs: list, store: ResultStore, executor) 
     return 0
 
 
+def _audit(grid: str, configs: list, store: ResultStore) -> int:
+    """`audit GRID`: the chapter's audits, missing ones run and stored, one line each."""
+    from .audits import AuditStore, audit_run
+    from .grids import CHAPTER_AUDITS
+
+    if grid not in CHAPTER_AUDITS:
+        raise SystemExit(f"{grid} has no audits; chapters with audits: "
+                         f"{', '.join(sorted(CHAPTER_AUDITS))}")
+    audits = AuditStore(store.audits_path)
+    pairs = CHAPTER_AUDITS[grid](configs)
+    missing = [c for c, s in pairs if audits.get(c, s) is None]
+    if store.missing([c for c, _ in pairs]):
+        raise SystemExit(f"{grid}: run the grid first; audited runs missing from the store")
+    print(f"{grid}: {len(pairs)} audit(s), {len(missing)} to run")
+    for config, spec in pairs:
+        record = audit_run(config, spec, store, audits)
+        worst = " ".join(f"ε={e:g}: {100 * a:.1f} %" for e, a in zip(spec.eps, record.robust_accuracy))
+        print(f"{config.key}  worst case {worst}  checks failed: "
+              f"{', '.join(record.checklist['failed']) or 'none'}  {config.label}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
@@ -210,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         return _status(args.grid, configs, store)
     if args.command == "show":
         return _show(configs, store)
+    if args.command == "audit":
+        return _audit(args.grid, configs, store)
     executor = _executor(args)
     if args.command == "sweep":
         from .sweep import plan, run_sweep

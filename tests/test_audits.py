@@ -99,3 +99,21 @@ def test_missing_audits_are_refused_unless_allowed_and_tabled_once_run(tmp_path)
     assert len(table) == 2 + len(SPEC.eps)
     assert table[2].startswith("| small | 0.05 |") and table[0].count("|") == 6 + len(SPEC.attacks)
     assert [r.to_dict() for r in audit_all([(SMALL, SPEC)], store, audits)] == [record.to_dict()]
+
+
+def test_the_command_line_audits_a_chapter_once_its_runs_are_stored(tmp_path, monkeypatch, capsys):
+    from powerlaw_lib import __main__ as cli
+    from powerlaw_lib import grids
+
+    monkeypatch.setitem(grids.CHAPTER_AUDITS, "shallow", lambda configs: [(SMALL, SPEC)])
+    monkeypatch.setitem(grids.CHAPTER_GRIDS, "shallow", lambda: [SMALL])
+    results = tmp_path / "results"
+    with pytest.raises(SystemExit, match="run the grid first"):
+        cli.main(["audit", "shallow", "--results", str(results)])
+    experiments.run(SMALL, ResultStore(results), progress=False)
+    assert cli.main(["audit", "shallow", "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert "1 audit(s), 1 to run" in out and f"{SMALL.key}  worst case ε=0.05:" in out
+    assert AuditStore(tmp_path / "audits").get(SMALL, SPEC) is not None
+    with pytest.raises(SystemExit, match="has no audits"):
+        cli.main(["audit", "deep", "--results", str(results)])
