@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("configuration", {"config"}),
     ("runs", {"training", "local_training", "evaluation", "store", "model_cache", "audit",
               "audit_checks", "plotting"}),
-    ("summaries", {"costs", "analysis", "tables"}),
+    ("summaries", {"costs", "analysis", "tables", "claims"}),
     ("orchestration", {"experiments", "grids", "diagnostics", "sweep", "audits"}),
     ("command line", {"__main__"}),
 ]

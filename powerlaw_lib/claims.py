@@ -1,0 +1,183 @@
+"""The claims of Nassar et al. 2020, §4.2–4.3, judged on stored results (the deep chapter).
+
+Each claim is a function of the deep chapter's groups (`grids.deep_groups`: architecture
+-> variant -> runs sorted by seed) that returns a :class:`Claim`: whether it held (None
+when the runs it needs are missing), the numbers it rests on (for the chapter's prose),
+and its wording. The rule is the book's: a difference counts when it exceeds twice its
+standard error over seeds (`analysis.compare`); robustness is PGD accuracy averaged over
+the ε grid (the area under the curve divided by its width), per seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .analysis import compare, metric_values, seed_curve_means
+from .store import Result
+
+__all__ = ["Claim", "DEEP_CLAIMS", "decreasing_alpha_effect", "deep_claims", "have",
+           "layer_alpha", "curve_area", "verdict"]
+
+Groups = dict[str, dict[str, list[Result]]]
+NAN = float("nan")
+#: How close a fitted exponent must be to 1 to count as a 1/n spectrum.
+ALPHA_TOLERANCE = 0.1
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim: its number, wording, verdict (None: not tested) and the numbers behind it."""
+
+    number: int
+    text: str
+    held: bool | None
+    numbers: dict[str, float | str] = field(default_factory=dict)
+
+
+def verdict(held: bool | None) -> str:
+    return "not tested" if held is None else "reproduced" if held else "not reproduced"
+
+
+def have(groups: Groups, arch: str, *variants: str) -> bool:
+    """Whether ``groups`` holds runs of every variant for ``arch``."""
+    return arch in groups and all(v in groups[arch] for v in variants)
+
+
+def curve_area(groups: Groups, arch: str, variant: str, curve: str = "pgd") -> np.ndarray:
+    """[seeds] accuracy averaged over the grid of ``curve`` ("pgd", "fgsm", "noise")."""
+    return seed_curve_means(groups[arch][variant], curve)
+
+
+def layer_alpha(groups: Groups, arch: str, variant: str, layer: int) -> float:
+    """Mean over seeds of the fitted α of hidden layer ``layer``."""
+    return float(metric_values(groups[arch][variant], f"layer{layer}_alpha").mean())
+
+
+def _depth(groups: Groups) -> int:
+    first = next(rs for g in groups.values() for rs in g.values())
+    return len(first[0].config.hidden_widths)
+
+
+def whitening_brittle(groups: Groups) -> Claim:
+    """1. Whitening an intermediate layer makes the MLP brittle."""
+    text = "whitening makes the MLP brittle"
+    if not have(groups, "mlp", "vanilla", "vanilla-wh"):
+        return Claim(1, text, None, {"c1_diff": NAN, "c1_se": NAN})
+    c = compare(curve_area(groups, "mlp", "vanilla"), curve_area(groups, "mlp", "vanilla-wh"))
+    return Claim(1, text, c.held, {"c1_diff": -100 * c.difference, "c1_se": 100 * c.standard_error})
+
+
+def last_layer_no_rescue(groups: Groups) -> Claim:
+    """2. SpecReg on the last layer does not rescue the whitened MLP."""
+    text = "last-layer SpecReg does not rescue the whitened MLP"
+    if not have(groups, "mlp", "vanilla-wh", "specreg-last-wh"):
+        return Claim(2, text, None, {"c2_diff": NAN, "c2_se": NAN})
+    c = compare(curve_area(groups, "mlp", "specreg-last-wh"), curve_area(groups, "mlp", "vanilla-wh"))
+    return Claim(2, text, not c.held, {"c2_diff": 100 * c.difference, "c2_se": 100 * c.standard_error})
+
+
+def last_layer_cnn_not_mlp(groups: Groups) -> Claim:
+    """3. Last-layer SpecReg helps the CNN but not the MLP."""
+    text = "last-layer SpecReg helps the CNN but not the MLP"
+    keys = ("c3_mlp", "c3_mlp_se", "c3_cnn", "c3_cnn_se")
+    if not (have(groups, "mlp", "vanilla", "specreg-last")
+            and have(groups, "cnn", "vanilla", "specreg-last")):
+        return Claim(3, text, None, dict.fromkeys(keys, NAN))
+    m = compare(curve_area(groups, "mlp", "specreg-last"), curve_area(groups, "mlp", "vanilla"))
+    n = compare(curve_area(groups, "cnn", "specreg-last"), curve_area(groups, "cnn", "vanilla"))
+    return Claim(3, text, n.held and not m.held,
+                 dict(zip(keys, (100 * m.difference, 100 * m.standard_error,
+                                 100 * n.difference, 100 * n.standard_error))))
+
+
+def all_layers_help(groups: Groups) -> Claim:
+    """4. SpecReg on every hidden layer improves both architectures."""
+    text = "all-layer SpecReg improves both"
+    both = [a for a in ("mlp", "cnn") if have(groups, a, "vanilla", "specreg-all")]
+    gains = {a: compare(curve_area(groups, a, "specreg-all"), curve_area(groups, a, "vanilla")) for a in both}
+    numbers = {f"c4_{a}": 100 * gains[a].difference if a in gains else NAN for a in ("mlp", "cnn")}
+    numbers |= {f"c4_{a}_se": 100 * gains[a].standard_error if a in gains else NAN
+                for a in ("mlp", "cnn")}
+    held = (len(both) == 2 and all(g.held for g in gains.values())) if both else None
+    return Claim(4, text, held, numbers)
+
+
+def jacobian_vs_noise(groups: Groups) -> Claim:
+    """5. Jacobian regularization beats all-layer SpecReg under attack; the gap shrinks
+    under white noise, and for the CNN it reverses."""
+    text = "Jacobian more robust to attacks; the gap shrinks under noise (CNN: reverses)"
+    jac = [a for a in ("mlp", "cnn") if have(groups, a, "specreg-all", "jacobian")]
+    adv = {a: compare(curve_area(groups, a, "jacobian"), curve_area(groups, a, "specreg-all")) for a in jac}
+    noise = {a: compare(curve_area(groups, a, "jacobian", "noise"), curve_area(groups, a, "specreg-all", "noise"))
+             for a in jac}
+    held = (all(adv[a].held for a in jac) and all(noise[a].difference < adv[a].difference for a in jac)
+            and ("cnn" not in jac or noise["cnn"].difference < 0)) if jac else None
+    numbers = {f"c5_{kind}_{a}": 100 * d[a].difference if a in d else NAN
+               for kind, d in (("adv", adv), ("noise", noise)) for a in ("mlp", "cnn")}
+    return Claim(5, text, held, numbers)
+
+
+def earlier_layers_relax(groups: Groups) -> Claim:
+    """6. Under all-layer SpecReg the earlier layers move towards 1/n without reaching it
+    (every earlier layer closer to α = 1 than the vanilla network's, none within 0.1)."""
+    text = "earlier layers relax towards 1/n without reaching it"
+    archs = [a for a in ("mlp", "cnn") if have(groups, a, "vanilla", "specreg-all")]
+    if not archs:
+        return Claim(6, text, None, {"c6_last_ok": "(not run)"})
+    depth = _depth(groups)
+    towards = all(abs(layer_alpha(groups, a, "specreg-all", l) - 1) < abs(layer_alpha(groups, a, "vanilla", l) - 1)
+                  for a in archs for l in range(1, depth))
+    reached = any(abs(layer_alpha(groups, a, "specreg-all", l) - 1) <= ALPHA_TOLERANCE
+                  for a in archs for l in range(1, depth))
+    last_ok = all(abs(layer_alpha(groups, a, "specreg-all", depth) - 1) <= ALPHA_TOLERANCE for a in archs)
+    return Claim(6, text, towards and not reached, {"c6_last_ok": "is" if last_ok else "is not"})
+
+
+def jacobian_without_power_law(groups: Groups) -> Claim:
+    """7. Jacobian-regularized networks are robust without a 1/n spectrum (MLP more robust
+    than vanilla; last-layer α of every Jacobian network more than 0.1 from 1)."""
+    text = "Jacobian networks are robust without a 1/n spectrum"
+    if not have(groups, "mlp", "vanilla", "jacobian"):
+        return Claim(7, text, None, {"c7_alpha": NAN})
+    depth = _depth(groups)
+    g = compare(curve_area(groups, "mlp", "jacobian"), curve_area(groups, "mlp", "vanilla"))
+    alphas = [layer_alpha(groups, a, "jacobian", depth) for a in ("mlp", "cnn")
+              if have(groups, a, "jacobian")]
+    return Claim(7, text, g.held and all(abs(x - 1) > ALPHA_TOLERANCE for x in alphas),
+                 {"c7_alpha": float(np.mean(alphas))})
+
+
+#: The seven claims of §4.2–4.3, in the paper's order.
+DEEP_CLAIMS: tuple[Callable[[Groups], Claim], ...] = (
+    whitening_brittle, last_layer_no_rescue, last_layer_cnn_not_mlp, all_layers_help,
+    jacobian_vs_noise, earlier_layers_relax, jacobian_without_power_law)
+
+
+def deep_claims(groups: Groups) -> list[Claim]:
+    """Every claim of `DEEP_CLAIMS` judged on ``groups``."""
+    return [claim(groups) for claim in DEEP_CLAIMS]
+
+
+def decreasing_alpha_effect(groups: Groups) -> dict[str, float | str] | None:
+    """Beyond the paper: all-layer SpecReg with α decreasing over depth against α = 1.
+
+    The PGD-area difference (points) and its standard error, the two-sided verdict
+    ("more", "less", "neither more nor less" robust), both clean accuracies (%) and the
+    decreasing variant's fitted α per layer; None when the MLP runs are missing.
+    """
+    if not have(groups, "mlp", "specreg-all", "specreg-all-decreasing"):
+        return None
+    d = compare(curve_area(groups, "mlp", "specreg-all-decreasing"),
+                curve_area(groups, "mlp", "specreg-all"))
+    clean = [100 * float(metric_values(groups["mlp"][v], "clean_accuracy").mean())
+             for v in ("specreg-all", "specreg-all-decreasing")]
+    depth = _depth(groups)
+    return {"dec_diff": 100 * d.difference, "dec_se": 100 * d.standard_error,
+            "dec_held": ("neither more nor less" if not d.significant
+                         else "more" if d.difference > 0 else "less"),
+            "dec_clean": clean[1], "all_clean": clean[0],
+            "dec_alphas": ", ".join(f"{layer_alpha(groups, 'mlp', 'specreg-all-decreasing', l):.2f}"
+                                    for l in range(1, depth + 1))}

@@ -1,0 +1,98 @@
+"""The deep chapter's claims (`powerlaw_lib.claims`) on synthetic results with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from powerlaw_lib import claims
+from powerlaw_lib.config import RunConfig
+from powerlaw_lib.store import Result
+
+MLP = RunConfig(hidden=(20, 20, 20), batch_norm=False, batch_size=100)
+CNN = RunConfig(arch="cnn", hidden=(20,), batch_norm=False, batch_size=3000)
+
+
+def _runs(config, pgd, noise=0.5, alphas=(2.0, 2.0, 2.0), clean=0.98, spread=0.005):
+    """Three seeds whose PGD / noise curves average to `pgd` / `noise` (± `spread`)."""
+    out = []
+    for seed, jitter in enumerate((-spread, 0.0, spread)):
+        metrics = {"clean_accuracy": clean, **{f"layer{l}_alpha": a for l, a in enumerate(alphas, 1)}}
+        out.append(Result(config.replace(seed=seed), metrics,
+                          curves={"pgd": [pgd + jitter] * 4, "noise": [noise + jitter] * 4}))
+    return out
+
+
+def _paper_like():
+    """Groups in which every claim of the paper holds."""
+    return {
+        "mlp": {"vanilla": _runs(MLP, 0.30, alphas=(1.6, 1.6, 1.6)),
+                "vanilla-wh": _runs(MLP, 0.10),
+                "specreg-last": _runs(MLP, 0.30),
+                "specreg-last-wh": _runs(MLP, 0.10),
+                "specreg-all": _runs(MLP, 0.50, noise=0.6, alphas=(1.3, 1.2, 1.02)),
+                "jacobian": _runs(MLP, 0.70, noise=0.65, alphas=(2.5, 2.5, 2.5))},
+        "cnn": {"vanilla": _runs(CNN, 0.30, alphas=(1.6, 1.6, 1.6)),
+                "specreg-last": _runs(CNN, 0.40),
+                "specreg-all": _runs(CNN, 0.50, noise=0.7, alphas=(1.4, 1.3, 0.95)),
+                "jacobian": _runs(CNN, 0.60, noise=0.6, alphas=(3.0, 3.0, 3.0))},
+    }
+
+
+def test_every_claim_holds_where_the_results_say_so():
+    judged = claims.deep_claims(_paper_like())
+    assert [c.number for c in judged] == list(range(1, 8))
+    assert all(c.held for c in judged), [(c.number, c.held) for c in judged]
+    numbers = {k: v for c in judged for k, v in c.numbers.items()}
+    assert numbers["c1_diff"] == pytest.approx(-20.0)              # whitening: -20 points
+    assert numbers["c4_cnn"] == pytest.approx(20.0) and numbers["c6_last_ok"] == "is"
+    assert numbers["c7_alpha"] == pytest.approx(2.75)
+
+
+@pytest.mark.parametrize(("change", "number"), [
+    (("mlp", "vanilla-wh", 0.30), 1),          # whitening no longer hurts
+    (("mlp", "specreg-last-wh", 0.30), 2),     # last-layer SpecReg rescues the whitened MLP
+    (("mlp", "specreg-last", 0.45), 3),        # ... and helps the MLP too
+    (("cnn", "specreg-all", 0.30), 4),         # all-layer SpecReg no help for the CNN
+    (("mlp", "jacobian", 0.45), 5),            # Jacobian below all-layer SpecReg
+])
+def test_a_claim_fails_when_its_numbers_turn(change, number):
+    groups = _paper_like()
+    arch, variant, pgd = change
+    config = groups[arch][variant][0].config
+    old = groups[arch][variant][0].metrics
+    alphas = tuple(old[f"layer{l}_alpha"] for l in (1, 2, 3))
+    groups[arch][variant] = _runs(config, pgd, noise=groups[arch][variant][0].curves["noise"][0],
+                                  alphas=alphas)
+    judged = {c.number: c for c in claims.deep_claims(groups)}
+    assert judged[number].held is False
+
+
+def test_claims_6_and_7_read_the_spectra():
+    groups = _paper_like()
+    groups["mlp"]["specreg-all"] = _runs(MLP, 0.50, noise=0.6, alphas=(1.05, 1.2, 1.0))
+    assert claims.earlier_layers_relax(groups).held is False       # layer 1 reached 1/n
+    groups = _paper_like()
+    groups["cnn"]["jacobian"] = _runs(CNN, 0.60, noise=0.6, alphas=(3.0, 3.0, 1.05))
+    assert claims.jacobian_without_power_law(groups).held is False  # a 1/n Jacobian network
+
+
+def test_missing_runs_leave_a_claim_untested_with_nan_numbers():
+    judged = claims.deep_claims({"mlp": {"vanilla": _runs(MLP, 0.3)}})
+    assert all(c.held is None for c in judged)
+    assert claims.verdict(None) == "not tested" and claims.verdict(True) == "reproduced"
+    assert math.isnan(judged[0].numbers["c1_diff"])
+    assert claims.decreasing_alpha_effect({"mlp": {"vanilla": _runs(MLP, 0.3)}}) is None
+
+
+def test_the_decreasing_alpha_effect_is_two_sided():
+    groups = _paper_like()
+    groups["mlp"]["specreg-all-decreasing"] = _runs(MLP, 0.40, alphas=(2.0, 1.5, 1.0), clean=0.97)
+    effect = claims.decreasing_alpha_effect(groups)
+    assert effect["dec_held"] == "less" and effect["dec_diff"] == pytest.approx(-10.0)
+    assert effect["dec_alphas"] == "2.00, 1.50, 1.00" and effect["dec_clean"] == pytest.approx(97.0)
+    groups["mlp"]["specreg-all-decreasing"] = _runs(MLP, 0.50, spread=0.05)
+    assert claims.decreasing_alpha_effect(groups)["dec_held"] == "neither more nor less"
+    assert np.isfinite(claims.decreasing_alpha_effect(groups)["dec_se"])
