@@ -27,7 +27,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colorbar import Colorbar
 from matplotlib.colors import to_hex
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, FigureBase
 
 from . import methods
 
@@ -394,7 +394,7 @@ def plot_accuracy_curve(ax: Axes, eps: Any, acc_per_seed: Any, *, label: str, co
 # --------------------------------------------------------------------------- sensitivity maps
 
 
-def plot_sensitivity_maps(fig_or_axes: Figure | Sequence[Axes] | np.ndarray, maps: Any,
+def plot_sensitivity_maps(fig_or_axes: FigureBase | Sequence[Axes] | np.ndarray, maps: Any,
                           titles: Sequence[str], *, ncols: int | None = None, cmap: str = "RdBu_r",
                           colorbar_label: str = r"sensitivity $\partial\lambda_n/\partial x$ (per pixel)") -> tuple[np.ndarray, Colorbar]:
     """Image grid of sensitivity maps ``J_n = ∂λ_n/∂x`` (Nassar et al. 2020, eq. 9, Fig. 5).
@@ -405,8 +405,8 @@ def plot_sensitivity_maps(fig_or_axes: Figure | Sequence[Axes] | np.ndarray, map
     Parameters
     ----------
     fig_or_axes
-        A figure (a grid of ``ncols`` columns is created on it) or at least ``n_maps``
-        axes.
+        A figure or subfigure (a grid of ``ncols`` columns is created on it) or at least
+        ``n_maps`` axes.
     maps
         ``[n_maps, H, W]`` or ``[n_maps, C, H, W]`` (tensor or array); colour channels
         are summed (signed).
@@ -432,7 +432,7 @@ def plot_sensitivity_maps(fig_or_axes: Figure | Sequence[Axes] | np.ndarray, map
     n = m.shape[0]
     if isinstance(titles, str) or len(titles) != n:
         raise ValueError(f"titles must be a sequence of {n} strings, got {titles!r}")
-    if isinstance(fig_or_axes, Figure):
+    if isinstance(fig_or_axes, FigureBase):
         ncols = min(n, 8) if ncols is None else ncols
         if isinstance(ncols, bool) or not isinstance(ncols, (int, np.integer)) or ncols < 1:
             raise ValueError(f"ncols must be an integer >= 1, got {ncols!r}")
@@ -515,7 +515,7 @@ def plot_value_grid(ax: Axes, values: Any, *, row_labels: Sequence[str], col_lab
     return colorbar
 
 
-def plot_weight_images(fig: Figure, weights: Any, titles: Sequence[str] | None = None, *,
+def plot_weight_images(fig: FigureBase, weights: Any, titles: Sequence[str] | None = None, *,
                        ncols: int = 10) -> np.ndarray:
     """Learned weights of hidden units as images (Krotov & Hopfield 2019, Fig. 3).
 

@@ -252,3 +252,15 @@ def test_axis_labels_write_subscripts_and_powers_as_math_text():
         assert "_" not in outside_math and "^" not in outside_math, text
     plt.close(fig)
     assert art.target is not None
+
+
+def test_sensitivity_maps_can_fill_a_subfigure():
+    import matplotlib.pyplot as plt
+
+    from powerlaw_lib.plotting import plot_sensitivity_maps
+
+    fig = plt.figure(layout="constrained")
+    top, bottom = fig.subfigures(2, 1)
+    axes, bar = plot_sensitivity_maps(top, np.ones((3, 1, 4, 4)), ["a", "b", "c"], ncols=3)
+    assert len(axes) == 3 and all(ax.get_figure(root=False) is top for ax in axes)
+    plt.close(fig)
