@@ -177,7 +177,7 @@ def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: in
                    n_cifar_seeds: int) -> str:
     """Settings of the local-learning chapter against Krotov & Hopfield 2019 (the paper) and
     Holzhausen et al. 2024 (their published code), this chapter's values read from one KH
-    config per data set."""
+    config per data set. "–": not stated in the source."""
     c = mnist or cifar
     per = {"mnist": mnist, "cifar10": cifar}
 
@@ -192,17 +192,17 @@ def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: in
         ("ε0, annealing", "0.04 / 0.02, linear to 0", "0.04 / 0.02, linear to 0",
          both(lambda x: f"{x.local_lr:g}") + ", linear to 0"),
         ("minibatch", "100", "100 (MNIST) / 1000 (CIFAR-10)", both(lambda x: x.local_batch_size)),
-        ("epochs of the local rule", "not stated (hundreds)", "1000", both(lambda x: x.local_epochs)),
+        ("epochs of the local rule", "–", "1000", both(lambda x: x.local_epochs)),
         ("inputs", "MNIST scaled to [0, 1]", "each image divided by its L3 norm",
          f"each image divided by its L{c.input_norm:g} norm (inside the network, so attacks "
          "act on pixels in [0, 1])"),
         ("pruning", "none", "units with high weight variance zeroed (CIFAR-10)", "none"),
-        ("readout", "relu(I)^4.5, loss |c − t|^6", "relu(I)^4.5 → linear, cross-entropy",
+        ("readout", "relu(I)^n, n = 4.5 (MNIST); loss Σ|c − t|^m", "relu(I)^4.5 → linear, cross-entropy",
          f"relu(I)^{c.readout_power:g} × constant gain (1/RMS on the training set) → linear, "
          "cross-entropy"),
-        ("readout training", "Adam", "Adam lr 1e-3, batch 1000, 1000 epochs",
+        ("readout training", "–", "Adam lr 1e-3, batch 1000, 1000 epochs",
          f"Adam lr {c.lr:g}, batch {c.batch_size}, {c.epochs} epochs"),
-        ("seeds", "not stated", "1", f"{n_seeds} (MNIST) / {n_cifar_seeds} (CIFAR-10)"),
+        ("seeds", "–", "1", f"{n_seeds} (MNIST) / {n_cifar_seeds} (CIFAR-10)"),
         ("attacks", "–", "FGSM, PGD-20 on correctly classified images, ε in L3-normalised "
          "input units", "FGSM, PGD-40 (no random start) on all / a fixed subset of the test "
          "images, ε in pixel units"),
