@@ -227,3 +227,20 @@ def local_trajectory(results: Sequence[Result], key: str) -> tuple[np.ndarray, n
         raise ValueError("results must hold at least one local-learning run")
     epochs = sorted(set.intersection(*(set(d) for d in rows)))
     return np.array(epochs), np.array([[d[e] for e in epochs] for d in rows], dtype=float)
+
+
+def local_milestone(results: Sequence[Result], key: str, fraction: float = 0.5
+                    ) -> tuple[int, float, float] | None:
+    """(epoch, mean ``key`` then, mean ``key`` at the end) of local-learning runs, "then"
+    being the first epoch where ``key`` was tracked and the mean share of converged units
+    (``converged_fraction``) had reached ``fraction``; None if it never did."""
+    epochs, converged = local_trajectory(results, "converged_fraction")
+    reached = epochs[converged.mean(0) >= fraction]
+    if reached.size == 0:
+        return None
+    tracked, values = local_trajectory(results, key)
+    later = np.nonzero(tracked >= reached[0])[0]
+    if later.size == 0:
+        return None
+    mean = values.mean(0)
+    return int(tracked[later[0]]), float(mean[later[0]]), float(mean[-1])

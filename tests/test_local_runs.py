@@ -271,3 +271,18 @@ def test_weight_images_are_drawn_one_per_axis():
     with pytest.raises(ValueError, match="weights"):
         plot_weight_images(plt.figure(), np.ones((2, 2, 4, 4)))
     plt.close("all")
+
+
+def test_the_milestone_is_the_first_tracked_epoch_after_half_the_units_converged():
+    from powerlaw_lib import analysis
+
+    def history(fractions, alphas):
+        return [{"phase": "local", "epoch": e, "converged_fraction": f,
+                 **({"layer1_alpha": a} if a is not None else {})}
+                for e, (f, a) in enumerate(zip(fractions, alphas), 1)]
+
+    runs = [_result({}, history([0.1, 0.4, 0.6, 0.7, 0.8], [1.0, None, None, 1.5, 1.6]), 0),
+            _result({}, history([0.1, 0.5, 0.6, 0.7, 0.9], [1.2, None, None, 1.7, 1.8]), 1)]
+    assert analysis.local_milestone(runs, "layer1_alpha") == (4, pytest.approx(1.6),
+                                                              pytest.approx(1.7))
+    assert analysis.local_milestone(runs, "layer1_alpha", fraction=0.95) is None
