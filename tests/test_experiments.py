@@ -261,3 +261,18 @@ def test_evaluation_reports_each_stage_with_the_time_left(capsys):
     stages = list(stage_weights(config, len(x_te)))
     assert [l.split("] ")[1].split(" (")[0] for l in lines] == stages
     assert "s left" not in lines[0] and all("s left" in l for l in lines[1:])
+
+
+def test_histories_match_to_a_relative_tolerance_and_nothing_looser():
+    from powerlaw_lib.experiments import histories_match
+
+    stored = [{"epoch": 1, "loss": 0.541706657409668, "train_accuracy": 0.8381, "seconds": 12.0},
+              {"epoch": 2, "loss": 0.3161616399884224, "train_accuracy": 0.9137, "seconds": 3.0}]
+    logged = [{"epoch": 1, "loss": 0.5417066663503647, "train_accuracy": 0.8381, "seconds": 9.0},
+              {"epoch": 2, "loss": 0.31616163849830625, "train_accuracy": 0.9137, "seconds": 3.5}]
+    assert histories_match(stored, logged)          # float32 summation order, seconds aside
+    drifted = [dict(logged[0]), {**logged[1], "loss": 0.3161626}]
+    assert not histories_match(stored, drifted)      # a different training
+    assert not histories_match(stored, logged[:1])
+    assert not histories_match(stored, [logged[0], {**logged[1], "penalty": 0.0}])
+    assert not histories_match([{"phase": "local"}], [{"phase": "readout"}])
