@@ -13,8 +13,8 @@
   evaluate GRID like run, for new evaluation settings (--set pgd_subset=5000 ...): configs
                 whose trained model is in the model cache (data/models/) are evaluated
                 without training; the others are retrained deterministically, and a
-                retrained model must reproduce the stored training history (every
-                logged number to a relative 1e-6)
+                retrained model must reproduce the stored training history (losses
+                to a relative 1e-6, accuracies to 1e-4)
                 (--cached-only skips them instead)
   show GRID     one line per run of the grid with its key and headline metrics
   audit GRID    run the chapter's missing audits (`grids.CHAPTER_AUDITS`, their default

@@ -271,6 +271,9 @@ def test_histories_match_to_a_relative_tolerance_and_nothing_looser():
     logged = [{"epoch": 1, "loss": 0.5417066663503647, "train_accuracy": 0.8381, "seconds": 9.0},
               {"epoch": 2, "loss": 0.31616163849830625, "train_accuracy": 0.9137, "seconds": 3.5}]
     assert histories_match(stored, logged)          # float32 summation order, seconds aside
+    flipped = [dict(logged[0]), {**logged[1], "train_accuracy": 0.9137 - 1 / 60000}]
+    assert histories_match(stored, flipped)         # one borderline prediction
+    assert not histories_match(stored, [dict(logged[0]), {**logged[1], "train_accuracy": 0.9127}])
     drifted = [dict(logged[0]), {**logged[1], "loss": 0.3161626}]
     assert not histories_match(stored, drifted)      # a different training
     assert not histories_match(stored, logged[:1])
