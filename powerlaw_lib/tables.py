@@ -213,9 +213,15 @@ def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: in
                     rows)
 
 
+#: Display names of the audit's attacks (`audit.ATTACKS`).
+ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD-40", "apgd-ce": "APGD-CE", "apgd-t": "APGD-T",
+                 "fab-t": "FAB-T", "square": "Square"}
+
+
 def audit_table(records: dict[str, "AuditRecord"], attacks: Sequence[str] | None = None) -> str:
     """One row per audited network and ε: clean accuracy on the audited images, each
-    attack's accuracy, the worst case over the attacks, and the masking checks that failed.
+    attack's accuracy, the worst case over the attacks (all in %), and the masking checks
+    that failed.
 
     `records`: display label -> `audits.AuditRecord`; `attacks`: columns (default: the
     first record's attacks).
@@ -224,8 +230,8 @@ def audit_table(records: dict[str, "AuditRecord"], attacks: Sequence[str] | None
         return "(no audits)"
     first = next(iter(records.values()))
     attacks = tuple(attacks or first.spec.attacks)
-    header = ["network", "ε", "clean (%)", *(f"{a} (%)" for a in attacks), "worst case (%)",
-              "masking checks failed"]
+    header = ["network", "ε", "clean", *(ATTACK_LABELS.get(a, a) for a in attacks), "worst case",
+              "checks failed"]
     rows = []
     for label, r in records.items():
         for i, eps in enumerate(r.spec.eps):
