@@ -220,8 +220,8 @@ ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD-40", "apgd-ce": "APGD-CE", "apgd-t"
 
 def audit_table(records: dict[str, "AuditRecord"], attacks: Sequence[str] | None = None) -> str:
     """One row per audited network and ε: clean accuracy on the audited images, each
-    attack's accuracy, the worst case over the attacks (all in %), and the masking checks
-    that failed.
+    attack's accuracy and the worst case over the attacks, all in % (the masking checks
+    are `audit_checks_table`'s).
 
     `records`: display label -> `audits.AuditRecord`; `attacks`: columns (default: the
     first record's attacks).
@@ -230,14 +230,28 @@ def audit_table(records: dict[str, "AuditRecord"], attacks: Sequence[str] | None
         return "(no audits)"
     first = next(iter(records.values()))
     attacks = tuple(attacks or first.spec.attacks)
-    header = ["network", "ε", "clean", *(ATTACK_LABELS.get(a, a) for a in attacks), "worst case",
-              "checks failed"]
+    header = ["network", "ε", "clean", *(ATTACK_LABELS.get(a, a) for a in attacks), "worst case"]
     rows = []
     for label, r in records.items():
         for i, eps in enumerate(r.spec.eps):
             rows.append([label, f"{eps:g}", f"{100 * r.clean_accuracy:.1f}",
                          *(f"{100 * r.accuracy[a][i]:.1f}" if a in r.accuracy else "–"
                            for a in attacks),
-                         f"{100 * r.robust_accuracy[i]:.1f}",
-                         ", ".join(r.checklist["failed"]) or "none"])
+                         f"{100 * r.robust_accuracy[i]:.1f}"])
+    return markdown(header, rows)
+
+
+def audit_checks_table(records: dict[str, "AuditRecord"]) -> str:
+    """One row per audited network: the numbers of the gradient-masking checklist
+    (`audit_checks`) -- images broken only by the black-box attack, accuracy at the large ε,
+    the share of all-zero input gradients -- and the checks that failed."""
+    header = ["network", "images broken only by Square", "accuracy at large ε (%)",
+              "all-zero input gradients (%)", "checks failed"]
+    rows = []
+    for label, r in records.items():
+        c = r.checklist
+        rows.append([label, " / ".join(str(v) for v in c["black_box_only"]),
+                     f"{100 * c['large_eps_accuracy']:.1f} (ε = {c['large_eps']:g})",
+                     f"{100 * c['zero_gradient_fraction']:.1f}",
+                     ", ".join(c["failed"]) or "none"])
     return markdown(header, rows)

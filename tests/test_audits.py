@@ -98,7 +98,10 @@ def test_missing_audits_are_refused_unless_allowed_and_tabled_once_run(tmp_path)
     [record] = audit_all([(SMALL, SPEC)], store, audits, allow=True, progress=False)
     table = tables.audit_table({"small": record}).splitlines()
     assert len(table) == 2 + len(SPEC.eps)
-    assert table[2].startswith("| small | 0.05 |") and table[0].count("|") == 6 + len(SPEC.attacks)
+    assert table[2].startswith("| small | 0.05 |") and table[0].count("|") == 5 + len(SPEC.attacks)
+    checks = tables.audit_checks_table({"small": record}).splitlines()
+    assert len(checks) == 3 and checks[2].startswith("| small | ")
+    assert checks[2].endswith(f"| {', '.join(record.checklist['failed']) or 'none'} |")
     assert "| PGD-40 |" in table[0] and "| Square |" in table[0]
     assert [r.to_dict() for r in audit_all([(SMALL, SPEC)], store, audits)] == [record.to_dict()]
 
