@@ -98,9 +98,11 @@ def spectrum_fits(eigenvalues: np.ndarray, prefix: str) -> dict[str, float]:
     return out
 
 
-def hidden_alphas(net: KrotovHopfieldNet, x: torch.Tensor) -> dict[str, float]:
-    """Both fits of both representations' spectra over ``x`` (keys: see `spectrum_fits`)."""
-    spectra = representation_spectra(net, x)
+def hidden_alphas(net: KrotovHopfieldNet, x: torch.Tensor,
+                  spectra: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """Both fits of both representations' spectra over ``x`` (keys: see `spectrum_fits`);
+    ``spectra``: their `representation_spectra` when already computed."""
+    spectra = spectra if spectra is not None else representation_spectra(net, x)
     return {k: v for name, prefix in REPRESENTATIONS.items()
             for k, v in spectrum_fits(spectra[name], prefix).items()}
 
@@ -120,7 +122,7 @@ def evaluate_kh(net: KrotovHopfieldNet, config: RunConfig, x_test: torch.Tensor
     ``[unit][C][H][W]`` (4 significant digits) with their p-norms.
     """
     spectra = representation_spectra(net, x_test)
-    metrics = hidden_alphas(net, x_test)
+    metrics = hidden_alphas(net, x_test, spectra)
     report = convergence(net.weights, net.p)
     metrics.update({"converged_fraction": report.fraction,
                     "mean_norm_deviation": report.mean_deviation})

@@ -179,7 +179,6 @@ def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: in
     Holzhausen et al. 2024 (their published code), this chapter's values read from one KH
     config per data set. "–": not stated in the source."""
     c = mnist or cifar
-    per = {"mnist": mnist, "cifar10": cifar}
 
     def both(fmt) -> str:
         return " / ".join(f"{fmt(x)} ({name})" for name, x in (("MNIST", mnist), ("CIFAR-10", cifar))
@@ -207,7 +206,7 @@ def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: in
          "input units", "FGSM, PGD-40 (no random start) on all / a fixed subset of the test "
          "images, ε in pixel units"),
     ]
-    if per["cifar10"] is None:
+    if cifar is None:
         rows = [r for r in rows if r[0] != "pruning"]
     return markdown(["", "Krotov & Hopfield 2019", "Holzhausen et al. 2024 (code)", "this chapter"],
                     rows)
