@@ -16,6 +16,11 @@
                 retrained model must reproduce the stored training history (losses
                 to a relative 1e-6, accuracies to 1e-4)
                 (--cached-only skips them instead)
+  retrain GRID  give every stored run of the grid a cached model (for `evaluate` and
+                `audit`): a run whose model is not cached is trained anew; when the new
+                training does not reproduce the stored history (SpecReg on another CPU),
+                the stored results of that training are moved to the store's
+                superseded/ folder and the run is evaluated anew on the new model
   show GRID     one line per run of the grid with its key and headline metrics
   audit GRID    run the chapter's missing audits (`grids.CHAPTER_AUDITS`, their default
                 settings) on the cached models of its stored runs, retraining a model
@@ -89,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m powerlaw_lib", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=("list", "status", "run", "sweep", "evaluate", "show",
-                                        "audit"))
+                                        "audit", "retrain"))
     ap.add_argument("grid", nargs="?", choices=sorted(CHAPTER_GRIDS),
                     help="a chapter's grid (optional for list and status)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
@@ -171,7 +176,6 @@ def _show(configs: list, store: ResultStore) -> int:
 
 def _run(args: argparse.Namespace, configs: list, store: ResultStore, executor) -> int:
     """`run` and `evaluate`: the missing configs, in grid or method order, up to --limit."""
-    from .analysis import method_key
     from .experiments import GridRunError, run_grid
 
     missing = store.missing(configs)
@@ -186,10 +190,7 @@ def _run(args: argparse.Namespace, configs: list, store: ResultStore, executor) 
         if args.cached_only:
             missing = cached
     if args.order == "method":  # all seeds of a method before the next method
-        first: dict[str, int] = {}
-        for c in configs:
-            first.setdefault(method_key(c), len(first))
-        missing = sorted(missing, key=lambda c: (first[method_key(c)], c.seed))
+        missing = _method_order(configs, missing)
     todo = missing[: args.limit] if args.limit else missing
     try:
         run_grid(todo, store, executor=executor)
@@ -198,6 +199,36 @@ def _run(args: argparse.Namespace, configs: list, store: ResultStore, executor) 
         return 1
     print(f"{args.grid}: {len(todo)} run(s) finished; "
           f"{len(store.missing(configs))} still missing")
+    return 0
+
+
+def _method_order(configs: list, todo: list) -> list:
+    """`todo` sorted method by method (grid order of methods), seeds ascending."""
+    from .analysis import method_key
+
+    first: dict[str, int] = {}
+    for c in configs:
+        first.setdefault(method_key(c), len(first))
+    return sorted(todo, key=lambda c: (first[method_key(c)], c.seed))
+
+
+def _retrain(args: argparse.Namespace, configs: list, store: ResultStore) -> int:
+    """`retrain GRID`: a cached model for every stored run of the grid, one line each."""
+    from .experiments import retrain
+    from .model_cache import ModelCache
+
+    cache = ModelCache(store.models_path)
+    todo = [c for c in configs if c in store and c not in cache]
+    todo = _method_order(configs, todo) if args.order == "method" else todo
+    todo = todo[: args.limit] if args.limit else todo
+    print(f"{args.grid}: {len(todo)} stored run(s) without a cached model to retrain")
+    for config in todo:
+        outcome = retrain(config, store)
+        print(f"{config.key}  {outcome}  {config.label}", flush=True)
+    left = len(store.missing(configs))
+    if left:
+        print(f"{args.grid}: {left} run(s) missing (superseded results of the same training "
+              "are evaluated from the cached models by `evaluate`)")
     return 0
 
 
@@ -239,6 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         return _show(configs, store)
     if args.command == "audit":
         return _audit(args.grid, configs, store)
+    if args.command == "retrain":
+        return _retrain(args, configs, store)
     executor = _executor(args)
     if args.command == "sweep":
         from .sweep import plan, run_sweep

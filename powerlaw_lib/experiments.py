@@ -141,6 +141,15 @@ def histories_match(a: list[dict[str, Any]], b: list[dict[str, Any]],
     return True
 
 
+def first_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int | None:
+    """The first epoch (1-based) at which two histories disagree (`histories_match`), or
+    None when they match."""
+    for epoch in range(1, max(len(a), len(b)) + 1):
+        if not histories_match(a[:epoch], b[:epoch]):
+            return epoch
+    return None
+
+
 def stored_history(config: RunConfig, store: ResultStore) -> list[dict[str, float]] | None:
     """Training history of any stored run trained exactly like `config` (same training key)."""
     for r in store:
@@ -149,8 +158,30 @@ def stored_history(config: RunConfig, store: ResultStore) -> list[dict[str, floa
     return None
 
 
+def _supersede_training(config: RunConfig, store: ResultStore, before: list[dict[str, Any]],
+                        history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Move every stored result trained like `config` to the store's superseded folder."""
+    epoch = first_difference(before, history)
+    row_old, row_new = before[epoch - 1], history[epoch - 1]
+    cpu = platform.processor() or platform.machine()
+    reason = (f"retrained from the same config and seed ({cpu}, {os.cpu_count()} cores): the "
+              f"training history differs from epoch {epoch} on (loss {row_old.get('loss')!r} "
+              f"stored, {row_new.get('loss')!r} retrained)")
+    note = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason,
+            "first_different_epoch": epoch, "by_commit": _git("rev-parse", "HEAD")}
+    moved = []
+    for r in list(store):
+        if r.config.training_key == config.training_key:
+            store.supersede(r.config, note)
+            moved.append({"key": r.key, "finished": r.provenance.get("finished"),
+                          "git_commit": r.provenance.get("git_commit"),
+                          "clean_accuracy": r.metrics.get("clean_accuracy"), **note})
+    return moved
+
+
 def trained_model(config: RunConfig, store: ResultStore, *, progress: bool = True,
-                  stop_after: int | None = None
+                  stop_after: int | None = None,
+                  on_unreproduced: Callable[[list, list], None] | None = None
                   ) -> tuple[torch.nn.Module | None, list[dict[str, float]], float, int | None]:
     """The trained model of `config`: from the model cache, else trained now.
 
@@ -160,7 +191,8 @@ def trained_model(config: RunConfig, store: ResultStore, *, progress: bool = Tru
     checkpoint when there is one. A model trained here whose training key matches a stored
     result must reproduce that result's history (`histories_match`: losses to a relative
     1e-6, accuracies to 1e-4, seconds aside), or `HistoryMismatchError` is raised and
-    nothing is cached.
+    nothing is cached -- unless `on_unreproduced` is given (`retrain`): then it is called
+    with (stored history, new history) and the new model is cached.
     """
     cache = ModelCache(store.models_path)
     seed_everything(config.seed)
@@ -178,7 +210,9 @@ def trained_model(config: RunConfig, store: ResultStore, *, progress: bool = Tru
     if len(history) < config.history_length:
         return None, history, seconds, resumed_from
     before = stored_history(config, store)
-    if before is not None and not histories_match(before, history):
+    if before is not None and not histories_match(before, history) and on_unreproduced:
+        on_unreproduced(before, history)
+    elif before is not None and not histories_match(before, history):
         raise HistoryMismatchError(
             f"retraining {config.label} did not reproduce the stored training history of the "
             f"same training key {config.training_key}: nothing was stored")
@@ -207,8 +241,39 @@ def run(config: RunConfig, store: ResultStore | str | os.PathLike, *, progress: 
         return store.get(config) or _train_and_evaluate(config, store, progress, stop_after)
 
 
+def retrain(config: RunConfig, store: ResultStore | str | os.PathLike, *,
+            progress: bool = True) -> str:
+    """Give the stored run `config` a cached model, training it anew if need be.
+
+    Returns what happened: "cached" (the model was cached already), "trained" (`config`
+    was not stored: it ran like `run`), "reproduced" (retrained; the history matches the
+    stored one, which stands), or "replaced". A network whose training amplifies float
+    rounding (an eigendecomposition in the loss) retrained on another CPU does not
+    reproduce its stored history; its stored results (every config of the same training
+    key) are then moved to the store's superseded folder, and `config` is evaluated anew on
+    the new model, its result naming the results it replaces
+    (``provenance["replaces"]``). The other configs of that training key become missing
+    and are evaluated from the cached model by the next `run`/`evaluate`.
+    """
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    if config in ModelCache(store.models_path):
+        return "cached"
+    if config not in store:
+        run(config, store, progress=progress)
+        return "trained"
+    moved: list[dict[str, Any]] = []
+    with store.run_lock(config):
+        trained_model(config, store, progress=progress, on_unreproduced=lambda before, history:
+                      moved.extend(_supersede_training(config, store, before, history)))
+        if not moved:
+            return "reproduced"
+        _train_and_evaluate(config, store, progress, None, {"replaces": moved})
+    return "replaced"
+
+
 def _train_and_evaluate(config: RunConfig, store: ResultStore, progress: bool,
-                        stop_after: int | None) -> Result | None:
+                        stop_after: int | None, extra_provenance: dict[str, Any] | None = None
+                        ) -> Result | None:
     """`run` without the store lookup: train (or load) the model, evaluate, store."""
     model, history, train_seconds, resumed_from = trained_model(
         config, store, progress=progress, stop_after=stop_after)
@@ -230,7 +295,8 @@ def _train_and_evaluate(config: RunConfig, store: ResultStore, progress: bool,
                "train_total": sum(h["seconds"] for h in history)}
     result = Result(config, ev["metrics"], ev["curves"], ev["spectra"], ev["sensitivity"],
                     history, {**provenance(seconds), "model_from_cache": resumed_from is None,
-                              "resumed_from_epoch": resumed_from}, weights)
+                              "resumed_from_epoch": resumed_from, **(extra_provenance or {})},
+                    weights)
     store.put(result)
     store.checkpoint_path(config).unlink(missing_ok=True)
     return result

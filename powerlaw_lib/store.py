@@ -180,7 +180,37 @@ class ResultStore:
     def __len__(self) -> int:
         return len(list(self.path.glob("*.json"))) if self.path.exists() else 0
 
+    @property
+    def superseded_dir(self) -> Path:
+        return self.path / "superseded"
+
+    def superseded(self) -> Iterator[Result]:
+        """Every result superseded by a retrained run (`supersede`), oldest file name first."""
+        if not self.superseded_dir.exists():
+            return
+        for p in sorted(self.superseded_dir.glob("*.json")):
+            yield Result.from_dict(json.loads(p.read_text()))
+
     # --- writing ----------------------------------------------------------------------------
+    def supersede(self, config: RunConfig, note: dict[str, Any]) -> Path:
+        """Move the stored result of `config` to ``superseded/<key>-<finished>.json``.
+
+        Used only when its network, retrained from the same config and seed, did not
+        reproduce its training history (`experiments.retrain`): the result stays readable
+        (`superseded()`, with `note` as its ``provenance["superseded"]``) and in the
+        repository's history, and the config's new result takes its place. The archive copy
+        is written before the original is removed, so nothing is lost if this is killed.
+        """
+        source = self.result_path(config)
+        data = json.loads(source.read_text())
+        data["provenance"] = {**data.get("provenance", {}), "superseded": note}
+        stamp = str(data["provenance"].get("finished", "unknown")).replace(":", "")
+        self.superseded_dir.mkdir(parents=True, exist_ok=True)
+        target = self.superseded_dir / f"{config.key}-{stamp}.json"
+        atomic_write_text(target, json.dumps(data, indent=1, allow_nan=False) + "\n")
+        source.unlink()
+        return target
+
     def put(self, result: Result) -> Path:
         """Write `result` atomically. Refuses to replace an existing, different result."""
         self.path.mkdir(parents=True, exist_ok=True)

@@ -119,6 +119,41 @@ def test_a_retrained_model_must_reproduce_the_stored_history(tmp_path):
     assert first.history[0]["loss"] != raw["history"][0]["loss"]
 
 
+def test_retrain_reproduces_or_supersedes_and_never_loses_a_result(tmp_path):
+    from powerlaw_lib.experiments import histories_match, retrain
+
+    store = ResultStore(tmp_path / "results")
+    model_file = tmp_path / "models" / f"{SMALL.training_key}.pt"
+    first = run(SMALL, store, progress=False)
+    other = run(SMALL.replace(pgd_steps=5), store, progress=False)   # same training key
+    assert retrain(SMALL, store, progress=False) == "cached"
+    model_file.unlink()
+    assert retrain(SMALL, store, progress=False) == "reproduced"     # same CPU: same history
+    assert store.get(SMALL).to_dict() == first.to_dict() and model_file.exists()
+
+    model_file.unlink()
+    path = store.result_path(SMALL)
+    raw = json.loads(path.read_text())
+    raw["history"][1]["loss"] *= 1.01             # a stored history this machine cannot match
+    path.write_text(json.dumps(raw))
+    assert retrain(SMALL, store, progress=False) == "replaced"
+    archived = {r.key: r for r in store.superseded()}
+    assert set(archived) == {SMALL.key, other.key}
+    note = archived[SMALL.key].provenance["superseded"]
+    assert note["first_different_epoch"] == 2 and "differs from epoch 2" in note["reason"]
+    assert archived[SMALL.key].history == raw["history"]             # kept as it was
+    new = store.get(SMALL)
+    assert histories_match(new.history, first.history)               # the real retraining
+    assert [r["key"] for r in new.provenance["replaces"]] == sorted([SMALL.key, other.key])
+    assert SMALL.replace(pgd_steps=5) not in store                   # evaluated from the cache:
+    again = run(SMALL.replace(pgd_steps=5), store, progress=False)
+    assert again.provenance["model_from_cache"] and again.history == new.history
+    assert cli.main(["retrain", "shallow", "--results", str(store.path), "--set", "seeds=[0]",
+                     "--set", "epochs=1", "--set", "betas=[]", "--set", "no_bn_betas=[]",
+                     "--set", "text_lr_check=[]", "--set", "train_subset=1000",
+                     "--set", "width=50", "--set", "batch_size=100"]) == 0  # nothing stored
+
+
 def test_store_round_trip_and_no_overwrite(spectral_result, tmp_path):
     store = ResultStore(tmp_path)
     path = store.put(spectral_result)
