@@ -24,7 +24,9 @@
   show GRID     one line per run of the grid with its key and headline metrics
   audit GRID    run the chapter's missing audits (`grids.CHAPTER_AUDITS`, their default
                 settings) on the cached models of its stored runs, retraining a model
-                deterministically only when it is not cached; each audit is stored
+                deterministically only when it is not cached; each audit is stored.
+                The audit chapter's own grid is `audit`: `run audit` trains its runs
+                (the PGD adversarial-training yardstick), `audit audit` attacks them
 
 GRID is a chapter name from `powerlaw_lib.grids.CHAPTER_GRIDS`; `--set` overrides one of the
 grid function's keyword parameters (Python literal syntax: --set seeds=[0] --set epochs=2),
@@ -123,9 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _grid(args: argparse.Namespace, default_results: str) -> tuple[list, ResultStore]:
-    """The grid's configs (--params, then --set) and the store (--results, or the
-    parameter file's results folder when --results is left at its default)."""
+def _grid(args: argparse.Namespace, default_results: str) -> tuple[list, ResultStore, dict]:
+    """The grid's configs (--params, then --set), the store (--results, or the
+    parameter file's results folder when --results is left at its default), and the grid
+    parameters used."""
     grid_fn = CHAPTER_GRIDS[args.grid]
     store = ResultStore(args.results)
     try:
@@ -136,13 +139,25 @@ def _grid(args: argparse.Namespace, default_results: str) -> tuple[list, ResultS
             params, results_dir = grid_parameters_from_file(args.params, args.grid, grid_fn)
             if results_dir and args.results == default_results:
                 store = ResultStore(results_dir)
-        return grid_fn(**{**params, **_parse_overrides(grid_fn, args.overrides)}), store
+        params = {**params, **_parse_overrides(grid_fn, args.overrides)}
+        return grid_fn(**params), store, params
     except ValueError as e:
         raise SystemExit(f"invalid grid parameters: {e}") from None
 
 
-def _status(grid: str, configs: list, store: ResultStore) -> int:
-    """Stored / missing runs of a grid, each missing run's estimate and recorded failure."""
+def _audit_pairs(grid: str, configs: list, params: dict) -> list:
+    """The (run, spec) audits of a chapter's grid: `grids.CHAPTER_AUDITS`."""
+    from .grids import CHAPTER_AUDITS
+
+    if grid not in CHAPTER_AUDITS:
+        raise SystemExit(f"{grid} has no audits; chapters with audits: "
+                         f"{', '.join(sorted(CHAPTER_AUDITS))}")
+    return CHAPTER_AUDITS[grid](configs, **(params if grid == "audit" else {}))
+
+
+def _status(grid: str, configs: list, store: ResultStore, params: dict) -> int:
+    """Stored / missing runs of a grid, each missing run's estimate and recorded failure;
+    for a chapter with audits, its stored and missing audits."""
     from .costs import grid_estimate
 
     missing = store.missing(configs)
@@ -159,6 +174,19 @@ def _status(grid: str, configs: list, store: ResultStore) -> int:
     if missing:
         print(f"estimated CPU time of the missing runs: {total / 3600:.1f} h"
               + (f" + {unknown} run(s) without an estimate (run `make bench`)" if unknown else ""))
+    from .grids import CHAPTER_AUDITS
+
+    if grid in CHAPTER_AUDITS:
+        from .audits import AuditStore
+
+        audits = AuditStore(store.audits_path)
+        pairs = _audit_pairs(grid, configs, params)
+        absent = [(c, s) for c, s in pairs if audits.get(c, s) is None]
+        print(f"{grid}: {len(pairs) - len(absent)}/{len(pairs)} audits stored in {audits.path}; "
+              f"{len(absent)} missing")
+        for c, s in absent:
+            print(f"  missing audit {c.key}-{s.key}  {c.label}"
+                  + ("" if c in store else "  (run not stored yet)"))
     return 0
 
 
@@ -232,21 +260,24 @@ def _retrain(args: argparse.Namespace, configs: list, store: ResultStore) -> int
     return 0
 
 
-def _audit(grid: str, configs: list, store: ResultStore) -> int:
-    """`audit GRID`: the chapter's audits, missing ones run and stored, one line each."""
+def _audit(args: argparse.Namespace, configs: list, store: ResultStore, params: dict) -> int:
+    """`audit GRID`: the chapter's audits of stored runs, missing ones run (at most --limit)
+    and stored, one line each."""
     from .audits import AuditStore, audit_run
-    from .grids import CHAPTER_AUDITS
 
-    if grid not in CHAPTER_AUDITS:
-        raise SystemExit(f"{grid} has no audits; chapters with audits: "
-                         f"{', '.join(sorted(CHAPTER_AUDITS))}")
+    grid = args.grid
     audits = AuditStore(store.audits_path)
-    pairs = CHAPTER_AUDITS[grid](configs)
+    pairs = _audit_pairs(grid, configs, params)
+    unstored = [(c, s) for c, s in pairs if c not in store and audits.get(c, s) is None]
+    pairs = [p for p in pairs if p not in unstored]
     missing = [c for c, s in pairs if audits.get(c, s) is None]
-    if store.missing([c for c, _ in pairs]):
-        raise SystemExit(f"{grid}: run the grid first; audited runs missing from the store")
-    print(f"{grid}: {len(pairs)} audit(s), {len(missing)} to run")
-    for config, spec in pairs:
+    todo = pairs if args.limit is None else [p for p in pairs if audits.get(*p)] + [
+        p for p in pairs if audits.get(*p) is None][: args.limit]
+    print(f"{grid}: {len(pairs)} audit(s) of stored runs, {len(missing)} to run"
+          + (f" (at most {args.limit})" if args.limit is not None else ""))
+    for c, _ in unstored:
+        print(f"  skipped (run not stored; `python -m powerlaw_lib run {grid}` first): {c.label}")
+    for config, spec in todo:
         record = audit_run(config, spec, store, audits)
         worst = " ".join(f"ε={e:g}: {100 * a:.1f} %" for e, a in zip(spec.eps, record.robust_accuracy))
         print(f"{config.key}  worst case {worst}  checks failed: "
@@ -261,15 +292,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command not in ("list", "status"):
             ap.error(f"{args.command} needs a GRID: one of {', '.join(sorted(CHAPTER_GRIDS))}")
         return _summary(ResultStore(args.results), detailed=args.command == "status")
-    configs, store = _grid(args, ap.get_default("results"))
+    configs, store, params = _grid(args, ap.get_default("results"))
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):
         raise SystemExit("--jobs and --threads must be integers >= 1")
     if args.command == "status":
-        return _status(args.grid, configs, store)
+        return _status(args.grid, configs, store, params)
     if args.command == "show":
         return _show(configs, store)
     if args.command == "audit":
-        return _audit(args.grid, configs, store)
+        return _audit(args, configs, store, params)
     if args.command == "retrain":
         return _retrain(args, configs, store)
     executor = _executor(args)

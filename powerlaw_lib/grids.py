@@ -13,12 +13,14 @@ chapters say what that means for their conclusions.
 
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 from .analysis import select_beta
 from .audits import AuditSpec
 from .config import EPS_GRID, NOISE_GRID, RunConfig
 from .store import ResultStore
+from .validation import check_field
 
 
 def _seeds(seeds: Sequence[int]) -> tuple[int, ...]:
@@ -408,9 +410,78 @@ def local_learning_audits(configs: Sequence[RunConfig], /, *, audit_seeds: Seque
     return [(c, spec) for c in chosen]
 
 
+def yardstick(seeds: Sequence[int] = (0, 1, 2), epochs: int = 50, adv_eps: float = 0.1,
+              adv_steps: int = 7, adv_step_size: float = 0.025, **shallow_params
+              ) -> list[RunConfig]:
+    """The audit's yardstick: the shallow chapter's network (no batch norm) trained by PGD
+    adversarial training (Madry et al. 2018) at L∞ radius `adv_eps` with `adv_steps` PGD
+    steps of `adv_step_size` per batch (a random start in the ball, then 7 × 0.025 =
+    1.75 ε of travel by default), for `epochs` epochs, one run per seed.
+
+    `shallow_params` are `shallow`'s (width, batch size, optimizer, data subsets,
+    evaluation grids): the yardstick is trained and evaluated exactly like the shallow
+    chapter's vanilla network without batch norm but for its training inputs.
+    """
+    shallow_params = {**shallow_params, "seeds": (0,), "text_lr_check": ()}
+    base = next(c for c in shallow(**shallow_params) if not c.batch_norm and c.method.plain)
+    return [base.replace(regularizer="adversarial", adv_eps=float(adv_eps), adv_steps=adv_steps,
+                         adv_step_size=float(adv_step_size), epochs=epochs, seed=s)
+            for s in _seeds(seeds)]
+
+
+def audit(shallow_seeds: Sequence[int] = (0,), yardstick_seeds: Sequence[int] = (0, 1, 2),
+          yardstick_epochs: int = 50, with_local_learning: bool = True,
+          audit_eps: Sequence[float] = (0.05, 0.1), audit_images: int = 1000,
+          audit_steps: int = 100, audit_queries: int = 5000,
+          shallow_params: dict | None = None) -> list[tuple[RunConfig, AuditSpec]]:
+    """The audit chapter's audits: (run, spec) pairs, every run attacked by the same spec.
+
+    - The shallow chapter (`shallow`, with `shallow_params`): vanilla and SpecReg at every
+      β, with and without batch norm, for the seeds `shallow_seeds` (the text's
+      learning-rate check aside);
+    - the yardstick (`yardstick`): PGD adversarial training, seeds `yardstick_seeds`,
+      `yardstick_epochs` epochs;
+    - with `with_local_learning`, the local-learning chapter's own audits
+      (`local_learning_audits` at its defaults, which use the same spec by default).
+
+    The spec: the ensemble of `audits.ATTACKS` at `audit_eps` on `audit_images` fixed random
+    test images, `audit_steps` APGD/FAB iterations and `audit_queries` Square queries
+    (AutoAttack's budgets by default).
+    """
+    spec = AuditSpec(eps=tuple(audit_eps), images=audit_images, steps=audit_steps,
+                     n_queries=audit_queries)
+    params = dict(shallow_params or {})
+    for name in ("seeds", "text_lr_check"):
+        check_field(name not in params, "shallow_params",
+                    f"shallow's parameters other than {name!r} (use shallow_seeds)", params)
+    runs = [c for c in shallow(seeds=shallow_seeds, text_lr_check=(), **params)]
+    runs += yardstick(seeds=yardstick_seeds, epochs=yardstick_epochs,
+                      **{k: v for k, v in params.items() if k != "epochs"})
+    pairs = [(c, spec) for c in runs]
+    if with_local_learning:
+        pairs += [p for p in local_learning_audits(local_learning())
+                  if p[0] not in runs]
+    return pairs
+
+
+def audit_runs(**params) -> list[RunConfig]:
+    """The runs the audit chapter needs stored (`audit`'s runs, each once, in order)."""
+    return list(dict.fromkeys(c for c, _ in audit(**params)))
+
+
+audit_runs.__signature__ = inspect.signature(audit).replace(return_annotation=list[RunConfig])
+
+
+def audit_chapter_audits(configs: Sequence[RunConfig], /, **params
+                         ) -> list[tuple[RunConfig, AuditSpec]]:
+    """`CHAPTER_AUDITS` entry of the audit chapter: `audit(**params)` (its grid, `audit_runs`,
+    is made of the audited runs)."""
+    return audit(**params)
+
+
 #: Each chapter's audits, by chapter name: f(grid configs, **chapter parameters).
-CHAPTER_AUDITS = {"local_learning": local_learning_audits}
+CHAPTER_AUDITS = {"local_learning": local_learning_audits, "audit": audit_chapter_audits}
 
 #: Every chapter's grid, by chapter name (used by the command line).
 CHAPTER_GRIDS = {"shallow": shallow, "deep": deep, "alpha_sweep": alpha_sweep,
-                 "local_learning": local_learning}
+                 "local_learning": local_learning, "audit": audit_runs}

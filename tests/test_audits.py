@@ -113,12 +113,43 @@ def test_the_command_line_audits_a_chapter_once_its_runs_are_stored(tmp_path, mo
     monkeypatch.setitem(grids.CHAPTER_AUDITS, "shallow", lambda configs: [(SMALL, SPEC)])
     monkeypatch.setitem(grids.CHAPTER_GRIDS, "shallow", lambda: [SMALL])
     results = tmp_path / "results"
-    with pytest.raises(SystemExit, match="run the grid first"):
-        cli.main(["audit", "shallow", "--results", str(results)])
+    assert cli.main(["audit", "shallow", "--results", str(results)]) == 0
+    assert "skipped (run not stored" in capsys.readouterr().out
+    assert not (tmp_path / "audits").exists()
     experiments.run(SMALL, ResultStore(results), progress=False)
+    assert cli.main(["status", "shallow", "--results", str(results)]) == 0
+    assert "0/1 audits stored" in capsys.readouterr().out
+    assert cli.main(["audit", "shallow", "--results", str(results), "--limit", "0"]) == 0
+    assert not (tmp_path / "audits").exists()
     assert cli.main(["audit", "shallow", "--results", str(results)]) == 0
     out = capsys.readouterr().out
-    assert "1 audit(s), 1 to run" in out and f"{SMALL.key}  worst case ε=0.05:" in out
+    assert "1 audit(s) of stored runs, 1 to run" in out and f"{SMALL.key}  worst case ε=0.05:" in out
     assert AuditStore(tmp_path / "audits").get(SMALL, SPEC) is not None
+    assert cli.main(["status", "shallow", "--results", str(results)]) == 0
+    assert "1/1 audits stored" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="has no audits"):
         cli.main(["audit", "deep", "--results", str(results)])
+
+
+def test_the_audit_chapter_audits_every_shallow_method_the_yardstick_and_local_learning():
+    from powerlaw_lib import grids
+
+    pairs = grids.audit()
+    assert len({s for _, s in pairs}) == 1 and pairs[0][1] == AuditSpec()
+    runs = [c for c, _ in pairs]
+    assert len(set(runs)) == len(runs)
+    shallow = [c for c in grids.shallow(seeds=(0,)) if not grids.is_text_lr_check(c)]
+    assert runs[:len(shallow)] == shallow and len(shallow) == 7
+    yard = [c for c in runs if c.regularizer == "adversarial"]
+    assert [c.seed for c in yard] == [0, 1, 2]
+    plain = next(c for c in shallow if not c.batch_norm and c.method.plain)
+    assert all(c.replace(regularizer="none", adv_eps=0.1, adv_steps=7, adv_step_size=0.025,
+                         seed=0) == plain for c in yard)               # only the method differs
+    assert {c.arch for c in runs} == {"mlp", "kh"}                     # local learning's own
+    assert grids.audit_runs() == runs
+    quick = grids.audit(shallow_params={"width": 50, "epochs": 1}, with_local_learning=False,
+                        yardstick_seeds=(0,), yardstick_epochs=1, audit_images=20)
+    assert all(c.hidden == (50,) for c, _ in quick) and quick[0][1].images == 20
+    assert [c.epochs for c, _ in quick if c.regularizer == "adversarial"] == [1]
+    with pytest.raises(ValueError, match="shallow_params"):
+        grids.audit(shallow_params={"seeds": (1,)})
