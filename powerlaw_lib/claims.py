@@ -11,15 +11,19 @@ the ε grid (the area under the curve divided by its width), per seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from .analysis import compare, metric_values, seed_curve_means
 from .store import Result
 
-__all__ = ["Claim", "DEEP_CLAIMS", "decreasing_alpha_effect", "deep_claims", "have",
-           "layer_alpha", "curve_area", "verdict"]
+if TYPE_CHECKING:
+    from .audits import AuditRecord
+
+__all__ = ["AuditVerdict", "Claim", "DEEP_CLAIMS", "audit_verdict", "audited_accuracy",
+           "decreasing_alpha_effect", "deep_claims", "have", "layer_alpha", "curve_area",
+           "verdict"]
 
 Groups = dict[str, dict[str, list[Result]]]
 NAN = float("nan")
@@ -181,3 +185,66 @@ def decreasing_alpha_effect(groups: Groups) -> dict[str, float | str] | None:
             "dec_clean": clean[1], "all_clean": clean[0],
             "dec_alphas": ", ".join(f"{layer_alpha(groups, 'mlp', 'specreg-all-decreasing', l):.2f}"
                                     for l in range(1, depth + 1))}
+
+
+# ------------------------------------------------------------------------------- the audit
+
+
+def audited_accuracy(records: Sequence["AuditRecord"], eps_index: int, attack: str | None = None
+                     ) -> tuple[float, float]:
+    """Accuracy of a method on its audited images at ``spec.eps[eps_index]``: (mean over the
+    records (seeds), its variance). ``attack`` None: the worst case over the ensemble;
+    else that attack's own accuracy ("pgd": PGD-40 as the papers ran it).
+
+    The variance is that of the mean: the binomial variance of the pooled images,
+    p(1 - p) / (images x seeds), plus the variance over seeds / seeds (0 for one seed).
+    """
+    values = np.array([r.robust_accuracy[eps_index] if attack is None
+                       else r.accuracy[attack][eps_index] for r in records])   # [seeds]
+    p, n_images = float(values.mean()), sum(len(r.outcomes[r.spec.attacks[0]][eps_index])
+                                           for r in records)
+    seed_var = float(values.var(ddof=1)) / values.size if values.size > 1 else 0.0
+    return p, p * (1 - p) / n_images + seed_var
+
+
+@dataclass(frozen=True)
+class AuditVerdict:
+    """Does "``method`` is more robust than ``reference`` at ε", as PGD-40 says it, survive
+    the ensemble? Differences in accuracy points (method minus reference)."""
+
+    method: str
+    reference: str
+    eps: float
+    pgd_difference: float        # under PGD-40 on the audited images
+    audited_difference: float    # under the worst case over the ensemble
+    margin: float                # twice the standard error of the audited difference
+    masking: tuple[str, ...]     # the method's failed masking checks
+    held: bool | None            # None: PGD-40 does not make the claim here
+
+    @property
+    def text(self) -> str:
+        return ("no claim (PGD-40 shows no gain)" if self.held is None
+                else "survives" if self.held else "does not survive")
+
+
+def audit_verdict(method: Sequence["AuditRecord"], reference: Sequence["AuditRecord"],
+                  eps_index: int, names: tuple[str, str] = ("method", "reference")
+                  ) -> AuditVerdict:
+    """Judge a robustness claim of the papers on the audits of two methods (their seeds).
+
+    The claim is made when PGD-40 puts ``method`` above ``reference`` by more than twice
+    the standard error of the difference (`audited_accuracy`'s variances); it survives
+    when the worst case over the ensemble does too and none of ``method``'s masking checks
+    failed on any seed.
+    """
+    pgd_m, pgd_mv = audited_accuracy(method, eps_index, "pgd")
+    pgd_r, pgd_rv = audited_accuracy(reference, eps_index, "pgd")
+    worst_m, worst_mv = audited_accuracy(method, eps_index)
+    worst_r, worst_rv = audited_accuracy(reference, eps_index)
+    margin = 2 * float(np.sqrt(worst_mv + worst_rv))
+    masking = tuple(sorted({c for r in method for c in r.checklist["failed"]}))
+    claimed = pgd_m - pgd_r > 2 * float(np.sqrt(pgd_mv + pgd_rv))
+    held = None if not claimed else bool(worst_m - worst_r > margin and not masking)
+    return AuditVerdict(names[0], names[1], float(method[0].spec.eps[eps_index]),
+                        100 * (pgd_m - pgd_r), 100 * (worst_m - worst_r), 100 * margin,
+                        masking, held)

@@ -17,6 +17,7 @@ from .store import Result
 
 if TYPE_CHECKING:
     from .audits import AuditRecord
+    from .claims import AuditVerdict
 
 Groups = dict[str, list[Result]]
 
@@ -253,4 +254,42 @@ def audit_checks_table(records: dict[str, "AuditRecord"]) -> str:
                      f"{100 * c['large_eps_accuracy']:.1f} (ε = {c['large_eps']:g})",
                      f"{100 * c['zero_gradient_fraction']:.1f}",
                      ", ".join(c["failed"]) or "none"])
+    return markdown(header, rows)
+
+
+def _mean_sd(values: Sequence[float], digits: int = 1) -> str:
+    return f"{summarize(100 * np.asarray(values, dtype=float)):.{digits}f}"
+
+
+def audited_table(groups: dict[str, Sequence["AuditRecord"]]) -> str:
+    """One row per method and audited ε: seeds, clean accuracy on the audited images,
+    PGD-40 as the papers ran it, the worst case over the ensemble (mean ± sd over seeds, %),
+    the gap between the two in points, and the masking checks that failed on any seed.
+
+    `groups`: display label -> the method's audit records (one per seed, same spec)."""
+    header = ["method", "ε", "seeds", "clean (%)", "PGD-40 (%)", "worst case (%)",
+              "gap (points)", "masking checks failed"]
+    rows = []
+    for label, records in groups.items():
+        if not records:
+            continue
+        failed = sorted({c for r in records for c in r.checklist["failed"]})
+        for i, eps in enumerate(records[0].spec.eps):
+            pgd = [r.accuracy["pgd"][i] for r in records]
+            worst = [r.robust_accuracy[i] for r in records]
+            rows.append([label, f"{eps:g}", len(records), _mean_sd([r.clean_accuracy for r in records]),
+                         _mean_sd(pgd), _mean_sd(worst),
+                         f"{100 * (np.mean(worst) - np.mean(pgd)):+.1f}", ", ".join(failed) or "none"])
+    return markdown(header, rows)
+
+
+def audit_verdict_table(verdicts: Sequence["AuditVerdict"]) -> str:
+    """One row per judged claim (`claims.audit_verdict`): the gains in points under PGD-40
+    and under the ensemble's worst case, the margin the latter must exceed, the verdict."""
+    header = ["claim", "ε", "gain under PGD-40 (points)", "gain under the worst case (points)",
+              "margin (2 SE)", "verdict"]
+    rows = [[f"{v.method} more robust than {v.reference}", f"{v.eps:g}",
+             f"{v.pgd_difference:+.1f}", f"{v.audited_difference:+.1f}", f"{v.margin:.1f}",
+             v.text + (f" (masking: {', '.join(v.masking)})" if v.masking else "")]
+            for v in verdicts]
     return markdown(header, rows)

@@ -378,7 +378,7 @@ def test_values_runconfig_rejects_stop_before_the_kernel(name, value, field):
     assert chapter_parameters(chapter, None, [("epochs", "3")]) == {"epochs": 3}
 
 
-@pytest.mark.parametrize("name", ["shallow", "deep", "alpha_sweep", "local_learning"])
+@pytest.mark.parametrize("name", ["shallow", "deep", "alpha_sweep", "local_learning", "audit"])
 def test_a_chapters_parameter_defaults_are_its_grid_functions_defaults(name):
     """Where a chapter exists for a grid, the two may never drift apart."""
     import inspect

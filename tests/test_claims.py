@@ -96,3 +96,64 @@ def test_the_decreasing_alpha_effect_is_two_sided():
     groups["mlp"]["specreg-all-decreasing"] = _runs(MLP, 0.50, spread=0.05)
     assert claims.decreasing_alpha_effect(groups)["dec_held"] == "neither more nor less"
     assert np.isfinite(claims.decreasing_alpha_effect(groups)["dec_se"])
+
+
+# ------------------------------------------------------------------------------- the audit
+
+def _audit(seed, pgd, worst, n=1000, failed=(), eps=(0.05, 0.1)):
+    """An audit record of `n` images whose PGD-40 / worst-case accuracies are given per ε."""
+    from powerlaw_lib.audits import AuditRecord, AuditSpec
+
+    spec = AuditSpec(eps=eps, images=n)
+    rows = lambda accs: ["1" * round(a * n) + "0" * (n - round(a * n)) for a in accs]  # noqa: E731
+    outcomes = {a: rows(pgd if a == "pgd" else worst if a == "apgd-t" else pgd)
+                for a in spec.attacks}
+    return AuditRecord(MLP.replace(seed=seed), spec,
+                       {a: [round(a_ * n) / n for a_ in (pgd if a == "pgd" else worst
+                                                         if a == "apgd-t" else pgd)]
+                        for a in spec.attacks},
+                       [round(w * n) / n for w in worst], 0.98, outcomes,
+                       {"failed": list(failed)})
+
+
+def test_audited_accuracy_pools_images_and_adds_the_seed_variance():
+    one = [_audit(0, (0.5, 0.2), (0.4, 0.1))]
+    p, var = claims.audited_accuracy(one, 0)
+    assert p == pytest.approx(0.4) and var == pytest.approx(0.4 * 0.6 / 1000)
+    assert claims.audited_accuracy(one, 1, "pgd")[0] == pytest.approx(0.2)
+    three = [_audit(s, (0.5, 0.2), (w, 0.1)) for s, w in enumerate((0.3, 0.4, 0.5))]
+    p, var = claims.audited_accuracy(three, 0)
+    assert var == pytest.approx(0.4 * 0.6 / 3000 + 0.01 / 3)
+
+
+def test_a_robustness_claim_survives_only_a_clear_audited_gain_without_masking():
+    vanilla = [_audit(0, (0.10, 0.01), (0.09, 0.0))]
+    real = [_audit(0, (0.50, 0.05), (0.48, 0.04))]
+    v = claims.audit_verdict(real, vanilla, 0, ("SpecReg", "vanilla"))
+    assert v.held is True and v.text == "survives" and v.eps == 0.05
+    assert v.pgd_difference == pytest.approx(40.0) and v.audited_difference == pytest.approx(39.0)
+    masked = [_audit(0, (0.50, 0.05), (0.48, 0.04), failed=("black_box",))]
+    assert claims.audit_verdict(masked, vanilla, 0).held is False          # a symptom: no
+    broken = [_audit(0, (0.50, 0.05), (0.10, 0.0))]
+    v = claims.audit_verdict(broken, vanilla, 0)
+    assert v.held is False and abs(v.audited_difference - 1.0) < 1e-9 and v.margin > 1.0
+    same = [_audit(0, (0.11, 0.01), (0.10, 0.0))]
+    assert claims.audit_verdict(same, vanilla, 0).held is None             # nothing claimed
+
+
+def test_audited_tables_show_pgd_the_worst_case_and_the_gap():
+    from powerlaw_lib import tables
+
+    groups = {"vanilla": [_audit(0, (0.10, 0.01), (0.09, 0.0))],
+              "SpecReg": [_audit(s, (0.50, 0.05), (0.48, 0.04), failed=("noise",) * s)
+                          for s in (0, 1)]}
+    lines = tables.audited_table(groups).splitlines()
+    assert len(lines) == 2 + 4
+    assert lines[2] == "| vanilla | 0.05 | 1 | 98.0 | 10.0 | 9.0 | -1.0 | none |"
+    assert lines[4].startswith("| SpecReg | 0.05 | 2 | 98.0 ± 0.0 | 50.0 ± 0.0 | 48.0 ± 0.0 | -2.0")
+    assert lines[4].endswith("| noise |")
+    verdicts = [claims.audit_verdict(groups["SpecReg"], groups["vanilla"], i,
+                                     ("SpecReg", "vanilla")) for i in (0, 1)]
+    table = tables.audit_verdict_table(verdicts).splitlines()
+    assert table[2].startswith("| SpecReg more robust than vanilla | 0.05 | +40.0 | +39.0 |")
+    assert "does not survive (masking: noise)" in table[2]
