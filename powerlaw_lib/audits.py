@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -37,7 +37,7 @@ from .store import ResultStore
 from .validation import check_field, is_int
 
 __all__ = ["AUDIT_SUBSET_SEED", "AuditNotAllowedError", "AuditRecord", "AuditSpec", "AuditStore",
-           "audit_all", "audit_run"]
+           "audit_all", "audit_run", "stored_audits"]
 
 #: Seed of the fixed random subset of test images an audit attacks.
 AUDIT_SUBSET_SEED = 11
@@ -150,6 +150,15 @@ class AuditStore:
 
     def missing(self, configs: list[RunConfig], spec: AuditSpec) -> list[RunConfig]:
         return [c for c in configs if not self.file(c, spec).exists()]
+
+
+def stored_audits(configs: Sequence[RunConfig], audits: AuditStore,
+                  spec: AuditSpec | None = None) -> dict[str, AuditRecord]:
+    """The stored audits of `configs` under `spec` (default: `AuditSpec()`, the audit
+    chapter's), by config key; configs without one are left out. Nothing is run."""
+    spec = spec or AuditSpec()
+    found = {c.key: audits.get(c, spec) for c in configs}
+    return {k: r for k, r in found.items() if r is not None}
 
 
 def _jsonable(value: Any) -> Any:

@@ -39,22 +39,34 @@ def _percent(results: Sequence[Result], metric: str, digits: int = 1) -> str:
 
 
 def results_table(groups: Groups, layer: int = 1, eps: Sequence[float] = (0.05, 0.1),
-                  suffix: str = "") -> list[list[str]]:
+                  suffix: str = "", audits: dict[str, "AuditRecord"] | None = None
+                  ) -> list[list[str]]:
     """Rows (method, clean, FGSM and PGD at each ε, fitted α, effective dimension) of
-    every group, for `markdown(RESULTS_HEADER(eps), rows)`; `suffix` is added to labels."""
+    every group, for `markdown(results_header(eps), rows)`; `suffix` is added to labels.
+
+    With `audits` (config key -> `audits.AuditRecord` of that run, audited at the same
+    ε), the rows end with the audited accuracy at each ε: the worst case over the
+    ensemble, mean over the group's audited seeds, their number in brackets when it is not
+    all of them ("–": none audited); for `results_header(eps, audited=True)`."""
     rows = []
     for label, rs in groups.items():
         cells = [f"{label}{suffix}", _percent(rs, "clean_accuracy", 2)]
         cells += [_percent(rs, metric_name(a, e)) for a in ("fgsm", "pgd") for e in eps]
         cells.append(f"{summarize(metric_values(rs, f'layer{layer}_alpha')):.2f}")
         cells.append(f"{summarize(metric_values(rs, f'layer{layer}_effective_dim')):.0f}")
+        if audits is not None:
+            found = [audits[r.key] for r in rs if r.key in audits]
+            for e in eps:
+                worst = [a.robust_accuracy[a.spec.eps.index(e)] for a in found if e in a.spec.eps]
+                cells.append("–" if not worst else f"{100 * np.mean(worst):.1f}"
+                             + ("" if len(worst) == len(rs) else f" ({len(worst)} of {len(rs)})"))
         rows.append(cells)
     return rows
 
 
-def results_header(eps: Sequence[float] = (0.05, 0.1)) -> list[str]:
+def results_header(eps: Sequence[float] = (0.05, 0.1), audited: bool = False) -> list[str]:
     return ["method", "clean acc. (%)", *(f"{a} ε={e:g} (%)" for a in ("FGSM", "PGD") for e in eps),
-            "fitted α", "effective dim."]
+            "fitted α", "effective dim.", *(f"audited ε={e:g} (%)" for e in eps if audited)]
 
 
 def strength_table(groups: Groups, config: RunConfig) -> str:
@@ -292,4 +304,28 @@ def audit_verdict_table(verdicts: Sequence["AuditVerdict"]) -> str:
              f"{v.pgd_difference:+.1f}", f"{v.audited_difference:+.1f}", f"{v.margin:.1f}",
              v.text + (f" (masking: {', '.join(v.masking)})" if v.masking else "")]
             for v in verdicts]
+    return markdown(header, rows)
+
+
+def superseded_table(pairs: Sequence[tuple[Result, Result]], labels: dict[str, str] | None = None,
+                     eps: float = 0.05, layer: int = 1) -> str:
+    """One row per retrained run (`experiments.retrain`): the superseded result beside the
+    result that replaced it -- the first epoch whose training differed, clean accuracy,
+    PGD accuracy at `eps` and the fitted α of hidden layer `layer` (old → new).
+
+    `pairs`: (superseded result, its replacement); `labels`: config key -> display label
+    (default: the config's label)."""
+    header = ["run", "seed", "differs from epoch", "clean acc. (%)", f"PGD ε={eps:g} (%)",
+              "fitted α"]
+    pgd, alpha = metric_name("pgd", eps), f"layer{layer}_alpha"
+
+    def change(old: float, new: float, scale: float, digits: int) -> str:
+        return f"{scale * old:.{digits}f} → {scale * new:.{digits}f}"
+
+    rows = [[(labels or {}).get(old.key, old.config.label), old.config.seed,
+             old.provenance.get("superseded", {}).get("first_different_epoch", "?"),
+             change(old.metrics["clean_accuracy"], new.metrics["clean_accuracy"], 100, 2),
+             change(old.metrics[pgd], new.metrics[pgd], 100, 1),
+             change(old.metrics[alpha], new.metrics[alpha], 1, 3)]
+            for old, new in pairs]
     return markdown(header, rows)

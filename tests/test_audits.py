@@ -96,6 +96,11 @@ def test_missing_audits_are_refused_unless_allowed_and_tabled_once_run(tmp_path)
     with pytest.raises(AuditNotAllowedError, match=SMALL.key):
         audit_all([(SMALL, SPEC)], store, audits)
     [record] = audit_all([(SMALL, SPEC)], store, audits, allow=True, progress=False)
+    from powerlaw_lib.audits import stored_audits
+
+    found = stored_audits([SMALL, SMALL.replace(seed=5)], audits, SPEC)
+    assert list(found) == [SMALL.key] and found[SMALL.key].to_dict() == record.to_dict()
+    assert stored_audits([SMALL], audits) == {}                     # another spec: none
     table = tables.audit_table({"small": record}).splitlines()
     assert len(table) == 2 + len(SPEC.eps)
     assert table[2].startswith("| small | 0.05 |") and table[0].count("|") == 5 + len(SPEC.attacks)

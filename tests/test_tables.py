@@ -40,6 +40,18 @@ def test_results_table_gives_mean_and_sd_over_seeds_in_percent():
     assert len(row) == len(tables.results_header())
 
 
+def test_results_table_adds_the_audited_worst_case_of_the_audited_seeds():
+    from powerlaw_lib.audits import AuditRecord, AuditSpec
+
+    runs = [_result(0, 0.97, 0.10), _result(1, 0.99, 0.20)]
+    record = AuditRecord(runs[0].config, AuditSpec(), {}, [0.081, 0.0], 0.97, {}, {})
+    (row,) = tables.results_table(analysis.group_by_method(runs), audits={runs[0].key: record})
+    assert row[-2:] == ["8.1 (1 of 2)", "0.0 (1 of 2)"]
+    assert len(row) == len(tables.results_header(audited=True)) == len(tables.results_header()) + 2
+    (row,) = tables.results_table(analysis.group_by_method(runs), audits={})
+    assert row[-2:] == ["–", "–"]
+
+
 def test_strength_table_puts_both_attacks_on_the_same_images_side_by_side():
     runs = [_result(s, 0.98, 0.3) for s in range(2)]
     text = tables.strength_table(analysis.group_by_method(runs), runs[0].config)
@@ -82,3 +94,18 @@ def test_the_strength_sample_is_described_as_it_was_drawn():
     assert "random sample of 500" in strength_sample_text(random)
     assert strength_sample_text(random.replace(strength_subset=None)) == \
         "every image of the PGD subset"
+
+
+def test_superseded_table_puts_a_retrained_run_beside_the_result_it_replaced():
+    from powerlaw_lib.config import RunConfig
+    from powerlaw_lib.store import Result
+
+    config = RunConfig(hidden=(20,), batch_size=100, seed=1)
+    metrics = {"clean_accuracy": 0.9786, "pgd_accuracy@0.05": 0.475, "layer1_alpha": 1.0123}
+    old = Result(config, metrics, provenance={"superseded": {"first_different_epoch": 1}})
+    new = Result(config, {"clean_accuracy": 0.9793, "pgd_accuracy@0.05": 0.495,
+                          "layer1_alpha": 1.0101})
+    lines = tables.superseded_table([(old, new)], {config.key: "SpecReg β=1 BN"}).splitlines()
+    assert lines[0] == ("| run | seed | differs from epoch | clean acc. (%) | PGD ε=0.05 (%) "
+                        "| fitted α |")
+    assert lines[2] == "| SpecReg β=1 BN | 1 | 1 | 97.86 → 97.93 | 47.5 → 49.5 | 1.012 → 1.010 |"
