@@ -41,7 +41,7 @@ import inspect
 import sys
 
 from .config import describe, varying_fields
-from .grids import CHAPTER_GRIDS
+from .grids import CHAPTER_AUDITS, CHAPTER_GRIDS
 from .store import ResultStore
 
 
@@ -64,13 +64,20 @@ def _parse_overrides(grid_fn, pairs: list[str]) -> dict:
 
 def _summary(store: ResultStore, detailed: bool) -> int:
     """Every chapter grid's progress in `store` (and, detailed, what the store holds)."""
+    from .audits import AuditStore
     from .costs import grid_summary, store_cost_table
 
-    print(f"{'grid':12s} {'runs':>5s} {'stored':>7s} {'missing':>8s} {'failed':>7s}"
+    audits = AuditStore(store.audits_path)
+    print(f"{'grid':14s} {'runs':>5s} {'stored':>7s} {'missing':>8s} {'failed':>7s} {'audits':>7s}"
           + (f" {'CPU h spent':>12s} {'CPU h to go':>12s}" if detailed else ""))
     for name, fn in CHAPTER_GRIDS.items():
-        g = grid_summary(name, fn(), store)
-        line = f"{name:12s} {g.runs:5d} {g.stored:7d} {g.runs - g.stored:8d} {g.failed:7d}"
+        configs = fn()
+        g = grid_summary(name, configs, store)
+        pairs = _audit_pairs(name, configs, {}) if name in CHAPTER_AUDITS else []
+        done = sum(audits.get(c, s) is not None for c, s in pairs)
+        audit_text = f"{done}/{len(pairs)}" if pairs else "-"
+        line = (f"{name:14s} {g.runs:5d} {g.stored:7d} {g.runs - g.stored:8d} {g.failed:7d} "
+                f"{audit_text:>7s}")
         if detailed:
             to_go = f"{g.missing_hours:.1f}" + (f" (+{g.unknown} ?)" if g.unknown else "")
             line += f" {g.spent_hours:12.1f} {to_go:>12s}"
@@ -147,8 +154,6 @@ def _grid(args: argparse.Namespace, default_results: str) -> tuple[list, ResultS
 
 def _audit_pairs(grid: str, configs: list, params: dict) -> list:
     """The (run, spec) audits of a chapter's grid: `grids.CHAPTER_AUDITS`."""
-    from .grids import CHAPTER_AUDITS
-
     if grid not in CHAPTER_AUDITS:
         raise SystemExit(f"{grid} has no audits; chapters with audits: "
                          f"{', '.join(sorted(CHAPTER_AUDITS))}")
@@ -174,8 +179,6 @@ def _status(grid: str, configs: list, store: ResultStore, params: dict) -> int:
     if missing:
         print(f"estimated CPU time of the missing runs: {total / 3600:.1f} h"
               + (f" + {unknown} run(s) without an estimate (run `make bench`)" if unknown else ""))
-    from .grids import CHAPTER_AUDITS
-
     if grid in CHAPTER_AUDITS:
         from .audits import AuditStore
 

@@ -6,6 +6,7 @@ import math
 import pytest
 
 from powerlaw_lib import __main__ as cli
+from powerlaw_lib import grids
 from powerlaw_lib.config import RunConfig
 from powerlaw_lib.costs import (cost_class, estimate_seconds, grid_estimate,
                                 unloaded_epoch_seconds)
@@ -57,8 +58,11 @@ def test_benchmark_costs_are_used_and_rescaled_by_the_gemm_time(tmp_path):
 def test_list_and_status_summarize_every_grid(tmp_path, capsys):
     assert cli.main(["list", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for grid in ("shallow", "deep", "alpha_sweep"):
+    for grid in ("shallow", "deep", "alpha_sweep", "local_learning", "audit"):
         assert grid in out
+    audit_line = next(line for line in out.splitlines() if line.startswith("audit "))
+    assert audit_line.split()[-1] == f"0/{len(grids.audit())}"      # audits: none stored here
+    assert next(line for line in out.splitlines() if line.startswith("deep ")).endswith(" -")
     assert cli.main(["status", "--results", str(tmp_path)]) == 0
     assert "CPU h to go" in capsys.readouterr().out
     with pytest.raises(SystemExit):
