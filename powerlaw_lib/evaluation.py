@@ -20,7 +20,7 @@ from .attacks import pgd_restarts, robust_accuracy, robust_accuracy_naive
 from .config import RunConfig
 from .data import subset
 from .models import Whitening
-from .spectrum import covariance, effective_dimension, eigh_descending, fit_power_law
+from .spectrum import covariance_spectrum, effective_dimension, fit_power_law
 from .inference import accuracy, hidden_representations
 
 #: Stringer et al. 2019 fit range (1-based inclusive ranks), clipped to the spectrum length.
@@ -201,12 +201,12 @@ def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: 
     hs = hidden_representations(model, x_test, list(range(1, depth + 1)))
     spectra: dict[str, list[float]] = {}
     last_vecs = None
-    for l in range(1, depth + 1):
-        vals, vecs = eigh_descending(covariance(hs[l]))
-        vals = vals.numpy() if isinstance(vals, torch.Tensor) else np.asarray(vals)
+    for l in range(1, depth + 1):  # eigenvectors only of the last layer (sensitivity maps)
+        top = min(config.sensitivity_top, hs[l].shape[0] - 1, hs[l].shape[1]) if l == depth else 0
+        vals, vecs = covariance_spectrum(hs[l], vectors=top)
         spectra[f"layer{l}"] = [float(v) for v in vals]
         metrics.update(spectrum_metrics(vals, f"layer{l}"))
-        if l == depth:
+        if l == depth and vecs is not None:
             last_vecs = vecs.float()
     del hs
     # --- attacks ---------------------------------------------------------------------------
@@ -236,7 +236,7 @@ def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: 
     if config.sensitivity_top and config.sensitivity_images:
         stage("sensitivity maps")
         batch = x_test[:max(SENSITIVITY_BATCH, config.batch_size)]
-        maps = sensitivity_maps(model, batch, last_vecs, depth, config.sensitivity_top,
+        maps = sensitivity_maps(model, batch, last_vecs, depth, last_vecs.shape[1],
                                 config.sensitivity_images)
         sens = _round(maps.numpy())
     return {"metrics": metrics, "curves": curves, "spectra": spectra, "sensitivity": sens}

@@ -33,6 +33,7 @@ __all__ = [
     "cvpca",
     "effective_dimension",
     "eigenspectrum",
+    "covariance_spectrum",
     "eigh_descending",
     "fit_power_law",
     "power_law_spectrum",
@@ -258,6 +259,62 @@ def eigh_descending(cov) -> tuple[torch.Tensor, torch.Tensor]:
     """
     eigvals, eigvecs = symmetric_eigh_float64(cov)  # ascending, CPU
     return eigvals.flip(0), eigvecs.flip(1)
+
+
+def covariance_spectrum(h, vectors: int = 0) -> tuple[np.ndarray, torch.Tensor | None]:
+    """Eigenvalues of the covariance of ``h`` (descending) and, if asked, its top eigenvectors.
+
+    Equal, up to float64 rounding, to ``eigh_descending(covariance(h))``, computed the cheap
+    way. With fewer samples than columns (``n - 1 < w``) the covariance has rank at most
+    ``n - 1``: its nonzero eigenvalues are those of the ``[n, n]`` Gram matrix of the
+    centred rows divided by ``n - 1``, and its eigenvectors ``H_c^T u / sqrt((n - 1) λ)``
+    for the Gram eigenvectors ``u`` (an ``n x n`` decomposition instead of ``w x w``); the
+    other ``w - n + 1`` eigenvalues are 0. Otherwise the ``[w, w]`` covariance is
+    decomposed, eigenvectors computed only when ``vectors > 0``.
+
+    Parameters
+    ----------
+    h
+        ``[n, w]`` activations, n >= 2.
+    vectors
+        How many leading eigenvectors to return (0: none); at most the rank, ``min(n - 1, w)``
+        when ``n - 1 < w``.
+
+    Returns
+    -------
+    eigvals : np.ndarray
+        float64 ``[w]``, descending.
+    eigvecs : torch.Tensor or None
+        float64 ``[w, vectors]`` on the CPU (column k belongs to ``eigvals[k]``), or None.
+    """
+    h = _as_tensor(h, "h")
+    if h.ndim != 2 or h.shape[0] < 2:
+        raise ValueError(f"h must have shape [n, w] with n >= 2, got {tuple(h.shape)}")
+    n, w = h.shape
+    if isinstance(vectors, bool) or not isinstance(vectors, (int, np.integer)) or vectors < 0:
+        raise ValueError(f"vectors must be an integer >= 0, got {vectors!r}")
+    if n - 1 >= w:
+        matrix = covariance(h).detach().to("cpu", torch.float64).numpy()
+        if vectors == 0:
+            return scipy.linalg.eigh(matrix, eigvals_only=True, driver="evd",
+                                     check_finite=False)[::-1].copy(), None
+        vals, vecs = eigh_descending(matrix)
+        return vals.numpy(), vecs[:, :vectors].contiguous()
+    if vectors > n - 1:
+        raise ValueError(f"vectors must be at most the covariance's rank n - 1 = {n - 1} "
+                         f"(n = {n} samples < w = {w} columns), got {vectors}")
+    centred = h.detach().to("cpu", torch.float64)
+    centred = centred - centred.mean(dim=0)                    # [n, w]
+    gram = (centred @ centred.mT / (n - 1)).numpy()            # [n, n]
+    gram_vals, gram_vecs = scipy.linalg.eigh(0.5 * (gram + gram.T), driver="evd",
+                                             check_finite=False)  # ascending
+    vals = np.zeros(w)
+    vals[:n] = gram_vals[::-1]
+    if vectors == 0:
+        return vals, None
+    top = torch.from_numpy(np.ascontiguousarray(gram_vecs[:, ::-1][:, :vectors]))  # [n, k]
+    scale = torch.from_numpy(np.sqrt((n - 1) * vals[:vectors]))                     # [k]
+    return vals, (centred.mT @ top) / scale                                          # [w, k]
 
 
 def eigenspectrum(h, chunk_size: int | None = None) -> np.ndarray:

@@ -321,3 +321,26 @@ def test_accumulator_errors():
     acc.update(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="at least 2 rows"):
         acc.covariance()
+
+
+@pytest.mark.parametrize("n, w", [(40, 120), (300, 100), (101, 100)])
+def test_covariance_spectrum_matches_the_full_decomposition_with_fewer_or_more_samples(n, w):
+    """Oracle: eigh of the [w, w] covariance. With n - 1 < w the Gram route must give the
+    same nonzero eigenvalues, zeros beyond the rank, and the same leading eigenvectors."""
+    from powerlaw_lib.spectrum import covariance_spectrum, eigh_descending
+
+    g = torch.Generator().manual_seed(3)
+    h = (torch.randn(n, w, generator=g, dtype=torch.float64)
+         * torch.linspace(3.0, 0.1, w, dtype=torch.float64) + 0.7)     # [n, w], not centred
+    vals_ref, vecs_ref = eigh_descending(covariance(h))
+    vals, vecs = covariance_spectrum(h, vectors=6)
+    assert vals.shape == (w,) and vecs.shape == (w, 6)
+    np.testing.assert_allclose(vals, vals_ref.numpy(), rtol=1e-9, atol=1e-11)
+    cosines = (vecs * vecs_ref[:, :6]).sum(0).abs()                    # same up to sign
+    np.testing.assert_allclose(cosines.numpy(), 1.0, atol=1e-9)
+    only, none = covariance_spectrum(h)
+    assert none is None and np.allclose(only, vals, rtol=1e-12, atol=1e-12)
+    if n - 1 < w:
+        assert np.all(vals[n:] == 0.0)
+        with pytest.raises(ValueError, match="at most the covariance's rank"):
+            covariance_spectrum(h, vectors=n)
