@@ -107,7 +107,7 @@ def deep_variant(config: RunConfig) -> str:
 
 
 def deep(seeds: Sequence[int] = (0, 1, 2), archs: Sequence[str] = ("mlp", "cnn"),
-         mlp_epochs: int = 100, cnn_epochs: int = 50,
+         mlp_epochs: int = 100, cnn_epochs: int = 50, width: int = 1000,
          selection_betas: Sequence[float] = (1.0, 2.0, 5.0), selection_seed: int = 0,
          chosen_betas: dict[str, float] | None = None, jacobian_beta: float = 0.01,
          decreasing_alphas: Sequence[float] = (2.0, 1.5, 1.0), lr: float = 1e-4,
@@ -118,7 +118,9 @@ def deep(seeds: Sequence[int] = (0, 1, 2), archs: Sequence[str] = ("mlp", "cnn")
          ) -> list[RunConfig]:
     """Nassar et al. 2020, §4.2-4.3: the 784-1000-1000-1000-10 MLP and the CNN on MNIST.
 
-    tanh, no batch norm. Per architecture and seed: vanilla; vanilla with whitening after the
+    tanh, no batch norm; `width` units in each hidden layer of the MLP and in the CNN's
+    fully connected layer (the paper's 1000; smaller only for quick checks). Per
+    architecture and seed: vanilla; vanilla with whitening after the
     2nd hidden layer (MLP) or the flattened last conv output (CNN); the Jacobian penalty
     (β_j = `jacobian_beta`, Hoffman et al. 2019); and the SpecReg variants
     `DEEP_SPECREG_VARIANTS` (α = 1, τ = 10): last hidden layer, last hidden layer with
@@ -149,7 +151,7 @@ def deep(seeds: Sequence[int] = (0, 1, 2), archs: Sequence[str] = ("mlp", "cnn")
     for arch in archs:
         depth = 3
         base = RunConfig(dataset="mnist", arch=arch, activation="tanh", batch_norm=False,
-                         hidden=(1000, 1000, 1000) if arch == "mlp" else (1000,),
+                         hidden=(width,) * depth if arch == "mlp" else (width,),
                          optimizer=optimizer, lr=lr,
                          batch_size=mlp_batch_size if arch == "mlp" else cnn_batch_size,
                          epochs=mlp_epochs if arch == "mlp" else cnn_epochs,
@@ -389,17 +391,15 @@ def local_learning(seeds: Sequence[int] = (0, 1, 2), cifar_seeds: Sequence[int] 
 
 
 def local_learning_audits(configs: Sequence[RunConfig], /, *, audit_seeds: Sequence[int] = (0,),
-                          audit_betas: Sequence[float] = (),
+                          audit_betas: Sequence[float] = (1.0, 2.0, 5.0),
                           audit_eps: Sequence[float] = (0.05, 0.1), audit_images: int = 1000,
                           audit_steps: int = 100, audit_queries: int = 5000
                           ) -> list[tuple[RunConfig, AuditSpec]]:
     """The audits of the local-learning chapter: (run, spec) pairs among ``configs``.
 
     The MNIST networks of seeds `audit_seeds`: the local rule, the backprop vanilla network
-    and backprop SpecReg at each β of `audit_betas` (none by default: a stored SpecReg run
-    of the shallow chapter is not reproduced by retraining it on another CPU, whose
-    rounding its eigendecomposition amplifies, so its model cannot be audited until it is
-    trained anew), each attacked at `audit_eps` on
+    and backprop SpecReg at each β of `audit_betas` (the shallow chapter's networks, whose
+    audits the audit chapter shares), each attacked at `audit_eps` on
     `audit_images` fixed random test images by the ensemble (`audit_steps` iterations of
     APGD and FAB, `audit_queries` queries of Square; AutoAttack's budgets by default).
     """

@@ -77,12 +77,14 @@ def test_the_local_learning_chapter_audits_its_seed_0_mnist_networks():
     from powerlaw_lib import grids
 
     pairs = grids.local_learning_audits(grids.local_learning())
-    assert len(pairs) == 2 and all(c.dataset == "mnist" and c.seed == 0 for c, _ in pairs)
+    assert len(pairs) == 5 and all(c.dataset == "mnist" and c.seed == 0 for c, _ in pairs)
     assert {c.arch for c, _ in pairs} == {"kh", "mlp"}
-    assert all(c.arch == "kh" or c.method.plain for c, _ in pairs)
+    assert sorted(c.beta for c, _ in pairs if c.regularizer == "spectral") == [1.0, 2.0, 5.0]
     assert len({s for _, s in pairs}) == 1 and pairs[0][1] == AuditSpec()
-    with_specreg = grids.local_learning_audits(grids.local_learning(), audit_betas=(2.0,))
-    assert len(with_specreg) == 3 and any("β=2" in c.label for c, _ in with_specreg)
+    shared = set(grids.audit_runs())                 # the audit chapter audits the same runs
+    assert all(c in shared for c, _ in pairs)
+    plain = grids.local_learning_audits(grids.local_learning(), audit_betas=())
+    assert len(plain) == 2 and all(c.arch == "kh" or c.method.plain for c, _ in plain)
 
 
 def test_missing_audits_are_refused_unless_allowed_and_tabled_once_run(tmp_path):
