@@ -39,34 +39,22 @@ def _percent(results: Sequence[Result], metric: str, digits: int = 1) -> str:
 
 
 def results_table(groups: Groups, layer: int = 1, eps: Sequence[float] = (0.05, 0.1),
-                  suffix: str = "", audits: dict[str, "AuditRecord"] | None = None
-                  ) -> list[list[str]]:
+                  suffix: str = "") -> list[list[str]]:
     """Rows (method, clean, FGSM and PGD at each ε, fitted α, effective dimension) of
-    every group, for `markdown(results_header(eps), rows)`; `suffix` is added to labels.
-
-    With `audits` (config key -> `audits.AuditRecord` of that run, audited at the same
-    ε), the rows end with the audited accuracy at each ε: the worst case over the
-    ensemble, mean over the group's audited seeds, their number in brackets when it is not
-    all of them ("–": none audited); for `results_header(eps, audited=True)`."""
+    every group, for `markdown(results_header(eps), rows)`; `suffix` is added to labels."""
     rows = []
     for label, rs in groups.items():
         cells = [f"{label}{suffix}", _percent(rs, "clean_accuracy", 2)]
         cells += [_percent(rs, metric_name(a, e)) for a in ("fgsm", "pgd") for e in eps]
         cells.append(f"{summarize(metric_values(rs, f'layer{layer}_alpha')):.2f}")
         cells.append(f"{summarize(metric_values(rs, f'layer{layer}_effective_dim')):.0f}")
-        if audits is not None:
-            found = [audits[r.key] for r in rs if r.key in audits]
-            for e in eps:
-                worst = [a.robust_accuracy[a.spec.eps.index(e)] for a in found if e in a.spec.eps]
-                cells.append("–" if not worst else f"{100 * np.mean(worst):.1f}"
-                             + ("" if len(worst) == len(rs) else f" ({len(worst)} of {len(rs)})"))
         rows.append(cells)
     return rows
 
 
-def results_header(eps: Sequence[float] = (0.05, 0.1), audited: bool = False) -> list[str]:
+def results_header(eps: Sequence[float] = (0.05, 0.1)) -> list[str]:
     return ["method", "clean acc. (%)", *(f"{a} ε={e:g} (%)" for a in ("FGSM", "PGD") for e in eps),
-            "fitted α", "effective dim.", *(f"audited ε={e:g} (%)" for e in eps if audited)]
+            "fitted α", "effective dim."]
 
 
 def strength_table(groups: Groups, config: RunConfig) -> str:

@@ -40,18 +40,6 @@ def test_results_table_gives_mean_and_sd_over_seeds_in_percent():
     assert len(row) == len(tables.results_header())
 
 
-def test_results_table_adds_the_audited_worst_case_of_the_audited_seeds():
-    from powerlaw_lib.audits import AuditRecord, AuditSpec
-
-    runs = [_result(0, 0.97, 0.10), _result(1, 0.99, 0.20)]
-    record = AuditRecord(runs[0].config, AuditSpec(), {}, [0.081, 0.0], 0.97, {}, {})
-    (row,) = tables.results_table(analysis.group_by_method(runs), audits={runs[0].key: record})
-    assert row[-2:] == ["8.1 (1 of 2)", "0.0 (1 of 2)"]
-    assert len(row) == len(tables.results_header(audited=True)) == len(tables.results_header()) + 2
-    (row,) = tables.results_table(analysis.group_by_method(runs), audits={})
-    assert row[-2:] == ["–", "–"]
-
-
 def test_strength_table_puts_both_attacks_on_the_same_images_side_by_side():
     runs = [_result(s, 0.98, 0.3) for s in range(2)]
     text = tables.strength_table(analysis.group_by_method(runs), runs[0].config)
