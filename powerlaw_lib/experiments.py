@@ -144,10 +144,10 @@ def histories_match(a: list[dict[str, Any]], b: list[dict[str, Any]],
 def first_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int | None:
     """The first epoch (1-based) at which two histories disagree (`histories_match`), or
     None when they match."""
-    for epoch in range(1, max(len(a), len(b)) + 1):
-        if not histories_match(a[:epoch], b[:epoch]):
+    for epoch, (row_a, row_b) in enumerate(zip(a, b), start=1):
+        if not histories_match([row_a], [row_b]):
             return epoch
-    return None
+    return None if len(a) == len(b) else min(len(a), len(b)) + 1
 
 
 def stored_history(config: RunConfig, store: ResultStore) -> list[dict[str, float]] | None:
@@ -210,12 +210,12 @@ def trained_model(config: RunConfig, store: ResultStore, *, progress: bool = Tru
     if len(history) < config.history_length:
         return None, history, seconds, resumed_from
     before = stored_history(config, store)
-    if before is not None and not histories_match(before, history) and on_unreproduced:
+    if before is not None and not histories_match(before, history):
+        if on_unreproduced is None:
+            raise HistoryMismatchError(
+                f"retraining {config.label} did not reproduce the stored training history of "
+                f"the same training key {config.training_key}: nothing was stored")
         on_unreproduced(before, history)
-    elif before is not None and not histories_match(before, history):
-        raise HistoryMismatchError(
-            f"retraining {config.label} did not reproduce the stored training history of the "
-            f"same training key {config.training_key}: nothing was stored")
     cache.save(config, model, history)
     return model, history, seconds, resumed_from
 
