@@ -430,7 +430,8 @@ def yardstick(seeds: Sequence[int] = (0, 1, 2), epochs: int = 50, adv_eps: float
 
 
 def audit(shallow_seeds: Sequence[int] = (0,), yardstick_seeds: Sequence[int] = (0, 1, 2),
-          yardstick_epochs: int = 50, with_local_learning: bool = True,
+          yardstick_audited: Sequence[int] = (0,), yardstick_epochs: int = 50,
+          with_local_learning: bool = True,
           audit_eps: Sequence[float] = (0.05, 0.1), audit_images: int = 1000,
           audit_steps: int = 100, audit_queries: int = 5000,
           shallow_params: dict | None = None) -> list[tuple[RunConfig, AuditSpec]]:
@@ -439,8 +440,9 @@ def audit(shallow_seeds: Sequence[int] = (0,), yardstick_seeds: Sequence[int] = 
     - The shallow chapter (`shallow`, with `shallow_params`): vanilla and SpecReg at every
       β, with and without batch norm, for the seeds `shallow_seeds` (the text's
       learning-rate check aside);
-    - the yardstick (`yardstick`): PGD adversarial training, seeds `yardstick_seeds`,
-      `yardstick_epochs` epochs;
+    - the yardstick (`yardstick`): PGD adversarial training, `yardstick_epochs` epochs,
+      the seeds `yardstick_audited` of its `yardstick_seeds` (`audit_runs` holds them all:
+      the chapter tables every seed's own evaluation);
     - with `with_local_learning`, the local-learning chapter's own audits
       (`local_learning_audits` at its defaults, which use the same spec by default).
 
@@ -450,13 +452,12 @@ def audit(shallow_seeds: Sequence[int] = (0,), yardstick_seeds: Sequence[int] = 
     """
     spec = AuditSpec(eps=tuple(audit_eps), images=audit_images, steps=audit_steps,
                      n_queries=audit_queries)
-    params = dict(shallow_params or {})
-    for name in ("seeds", "text_lr_check"):
-        check_field(name not in params, "shallow_params",
-                    f"shallow's parameters other than {name!r} (use shallow_seeds)", params)
-    runs = [c for c in shallow(seeds=shallow_seeds, text_lr_check=(), **params)]
-    runs += yardstick(seeds=yardstick_seeds, epochs=yardstick_epochs,
-                      **{k: v for k, v in params.items() if k != "epochs"})
+    check_field(set(_seeds(yardstick_audited)) <= set(_seeds(yardstick_seeds)),
+                "yardstick_audited", f"seeds among yardstick_seeds {tuple(yardstick_seeds)}",
+                yardstick_audited)
+    shallow_runs, yardstick_runs = _audit_runs(shallow_seeds, yardstick_seeds,
+                                               yardstick_epochs, shallow_params)
+    runs = shallow_runs + [c for c in yardstick_runs if c.seed in set(yardstick_audited)]
     pairs = [(c, spec) for c in runs]
     if with_local_learning:
         pairs += [p for p in local_learning_audits(local_learning())
@@ -464,9 +465,29 @@ def audit(shallow_seeds: Sequence[int] = (0,), yardstick_seeds: Sequence[int] = 
     return pairs
 
 
+def _audit_runs(shallow_seeds: Sequence[int], yardstick_seeds: Sequence[int],
+                yardstick_epochs: int, shallow_params: dict | None
+                ) -> tuple[list[RunConfig], list[RunConfig]]:
+    """The shallow networks and the yardstick runs of `audit`'s parameters."""
+    params = dict(shallow_params or {})
+    for name in ("seeds", "text_lr_check"):
+        check_field(name not in params, "shallow_params",
+                    f"shallow's parameters other than {name!r} (use shallow_seeds)", params)
+    runs = shallow(seeds=shallow_seeds, text_lr_check=(), **params)
+    return runs, yardstick(seeds=yardstick_seeds, epochs=yardstick_epochs,
+                           **{k: v for k, v in params.items() if k != "epochs"})
+
+
 def audit_runs(**params) -> list[RunConfig]:
-    """The runs the audit chapter needs stored (`audit`'s runs, each once, in order)."""
-    return list(dict.fromkeys(c for c, _ in audit(**params)))
+    """The runs the audit chapter needs stored: `audit`'s runs and every yardstick seed,
+    each once, in order."""
+    bound = inspect.signature(audit).bind(**params)
+    bound.apply_defaults()
+    a = bound.arguments
+    audited = [c for c, _ in audit(**params)]
+    _, yardstick_runs = _audit_runs(a["shallow_seeds"], a["yardstick_seeds"],
+                                    a["yardstick_epochs"], a["shallow_params"])
+    return list(dict.fromkeys([*audited, *yardstick_runs]))
 
 
 audit_runs.__signature__ = inspect.signature(audit).replace(return_annotation=list[RunConfig])

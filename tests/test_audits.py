@@ -147,13 +147,18 @@ def test_the_audit_chapter_audits_every_shallow_method_the_yardstick_and_local_l
     assert len(set(runs)) == len(runs)
     shallow = [c for c in grids.shallow(seeds=(0,)) if not grids.is_text_lr_check(c)]
     assert runs[:len(shallow)] == shallow and len(shallow) == 7
-    yard = [c for c in runs if c.regularizer == "adversarial"]
-    assert [c.seed for c in yard] == [0, 1, 2]
+    yard = [c for c in grids.audit_runs() if c.regularizer == "adversarial"]
+    assert [c.seed for c in yard] == [0, 1, 2]                         # stored and tabled
+    assert [c for c in runs if c.regularizer == "adversarial"] == yard[:1]  # audited: seed 0
     plain = next(c for c in shallow if not c.batch_norm and c.method.plain)
     assert all(c.replace(regularizer="none", adv_eps=0.1, adv_steps=7, adv_step_size=0.025,
                          seed=0) == plain for c in yard)               # only the method differs
     assert {c.arch for c in runs} == {"mlp", "kh"}                     # local learning's own
-    assert grids.audit_runs() == runs
+    assert grids.audit_runs() == runs + yard[1:]
+    assert [c.seed for c, _ in grids.audit(yardstick_audited=(0, 2))
+            if c.regularizer == "adversarial"] == [0, 2]
+    with pytest.raises(ValueError, match="yardstick_audited"):
+        grids.audit(yardstick_seeds=(0,), yardstick_audited=(1,))
     quick = grids.audit(shallow_params={"width": 50, "epochs": 1}, with_local_learning=False,
                         yardstick_seeds=(0,), yardstick_epochs=1, audit_images=20)
     assert all(c.hidden == (50,) for c, _ in quick) and quick[0][1].images == 20
