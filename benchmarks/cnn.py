@@ -23,7 +23,7 @@ from powerlaw_lib.config import RunConfig
 from powerlaw_lib.experiments import build
 from powerlaw_lib.hardware import keep_freed_memory
 from powerlaw_lib.methods import Penalty, build_penalty
-from powerlaw_lib.training import freeze_whitening, make_optimizer, training_step
+from powerlaw_lib.training import freeze_whitening, make_optimizer, step_chunk, training_step
 
 from .reference_cnn import BaselineCNN
 from .timing import interleaved_medians
@@ -53,8 +53,9 @@ def _baseline_of(config: RunConfig, model: torch.nn.Module) -> BaselineCNN:
 def step_seconds(method: str, implementation: str, batch: int, repeats: int = 3) -> float:
     """Median seconds of one training step of `method` (a `CNN_METHODS` key) on MNIST.
 
-    `implementation` is "library" (the library's CNN, `keep_freed_memory` on, as `train`
-    does) or "baseline" (:class:`BaselineCNN` with the same weights, glibc's defaults).
+    `implementation` is "library" (the library's CNN, `keep_freed_memory` on and the step in
+    `step_chunk` passes, as `train` does) or "baseline" (:class:`BaselineCNN` with the same
+    weights, glibc's defaults).
     """
     from powerlaw_lib.experiments import load_data
 
@@ -69,8 +70,9 @@ def step_seconds(method: str, implementation: str, batch: int, repeats: int = 3)
     keep_freed_memory(implementation == "library")
     opt = make_optimizer(config, net)
     xb, yb = x_tr[:batch], y_tr[:batch]
+    chunk = step_chunk(net, penalty) if implementation == "library" else None  # as `train`
     return interleaved_medians(
-        {"step": lambda: training_step(net, opt, penalty, xb, yb)},
+        {"step": lambda: training_step(net, opt, penalty, xb, yb, chunk=chunk)},
         repeats, warmup=1)["step"]
 
 
@@ -126,7 +128,7 @@ def cnn_pgd_figures(data: tuple[torch.Tensor, ...], eps_grid: tuple[float, ...],
         opt_ = make_optimizer(grid, timed_model)
         for i in range(0, len(x_tr) - grid.batch_size + 1, grid.batch_size):
             training_step(timed_model, opt_, Penalty(), x_tr[i:i + grid.batch_size],
-                          y_tr[i:i + grid.batch_size])
+                          y_tr[i:i + grid.batch_size], chunk=step_chunk(timed_model, Penalty()))
         accuracy(timed_model, x_te, y_te)
 
     x, y = subset(x_te, y_te, n_images, seed=PGD_SUBSET_SEED)

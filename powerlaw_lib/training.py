@@ -135,8 +135,23 @@ def load_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
     return TrainState(ckpt["epochs_done"], ckpt["history"])
 
 
+def step_chunk(model: nn.Module, penalty: Penalty) -> int | None:
+    """Images per forward/backward pass of a training step of `model` with `penalty`, or
+    None for one pass over the whole batch.
+
+    A model whose samples are independent in training mode may declare a `step_chunk` (the
+    CNN: passes of cache-friendlier size instead of 6,000-image temporaries). It is used
+    only when the penalty adds no term: a term of the whole batch's representations would
+    need them before the first backward pass, i.e. a second forward pass, which measured
+    slower than one pass over the batch (SpecReg on the CNN: 2.1 s vs 1.6 s per step).
+    """
+    chunk = getattr(model, "step_chunk", None)
+    return chunk if chunk and not penalty.adds_term else None
+
+
 def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, penalty: Penalty,
-                  xb: torch.Tensor, yb: torch.Tensor, precision: str = "fp32"
+                  xb: torch.Tensor, yb: torch.Tensor, precision: str = "fp32",
+                  chunk: int | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One optimisation step on the batch ``xb [B, C, H, W]``, ``yb [B]``.
 
@@ -147,9 +162,19 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, penalty: P
     cross-entropy is taken on float32 logits. Raises `NonFiniteLossError` (before any
     parameter changes) when the loss is NaN or infinite.
 
+    `chunk` (see `step_chunk`: a model whose samples are independent, a penalty without a
+    term): forward and backward run on `chunk` images at a time and the gradients of the
+    chunks' shares of the mean cross-entropy accumulate. Same loss and gradient as one
+    pass, up to float rounding (the order of the sums).
+
     Returns the detached loss, penalty (scalars) and logits ``[B, n_classes]``.
     """
     xb = penalty.training_inputs(model, xb, yb)  # [B, C, H, W]
+    if chunk is not None and chunk < len(xb):
+        if penalty.adds_term:
+            raise ValueError("a chunked training step needs a penalty without a term "
+                             "(see step_chunk)")
+        return _chunked_step(model, optimizer, xb, yb, precision, chunk)
     with autocast(precision):
         logits, hs = model.forward_with_hidden(xb)  # [B, n_classes], [[B, N_l]]
     ce = F.cross_entropy(logits.float(), yb)
@@ -161,6 +186,28 @@ def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, penalty: P
     loss.backward()
     optimizer.step()
     return loss.detach(), term.detach(), logits.detach()
+
+
+def _chunked_step(model: nn.Module, optimizer: torch.optim.Optimizer, xb: torch.Tensor,
+                  yb: torch.Tensor, precision: str, chunk: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`training_step` without a term, in passes of `chunk` images (see there)."""
+    n = len(xb)
+    optimizer.zero_grad(set_to_none=True)
+    ce = torch.zeros((), dtype=torch.float32)
+    logits_all = []
+    for i in range(0, n, chunk):
+        with autocast(precision):
+            logits = model(xb[i:i + chunk])  # [b, n_classes]
+        ce_chunk = F.cross_entropy(logits.float(), yb[i:i + chunk], reduction="sum") / n
+        ce_chunk.backward()
+        ce += ce_chunk.detach()
+        logits_all.append(logits.detach())
+    if not torch.isfinite(ce):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"loss became {ce.item()}")
+    optimizer.step()
+    return ce, torch.zeros(()), torch.cat(logits_all)
 
 
 def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: torch.Tensor,
@@ -191,6 +238,7 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
     n = len(x_train)
     bs = min(config.batch_size, n)
     n_batches = max(1, n // bs)  # the last incomplete batch is dropped
+    chunk = step_chunk(model, penalty)
     bar = tqdm(range(state.epochs_done, config.epochs), initial=state.epochs_done,
                total=config.epochs, desc=config.label, disable=not progress, leave=False)
     done_here = 0
@@ -207,7 +255,8 @@ def train(model: nn.Module, config: RunConfig, x_train: torch.Tensor, y_train: t
             idx = order[b * bs:(b + 1) * bs]
             xb, yb = x_train.index_select(0, idx), y_train.index_select(0, idx)  # [B, C, H, W], [B]
             try:
-                loss, term, logits = training_step(model, opt, penalty, xb, yb, config.precision)
+                loss, term, logits = training_step(model, opt, penalty, xb, yb, config.precision,
+                                                   chunk)
             except NonFiniteLossError as err:
                 raise NonFiniteLossError(f"{err} at epoch {epoch + 1}, batch {b + 1} "
                                          f"({config.label}); nothing was stored") from None

@@ -273,3 +273,53 @@ def test_benchmark_skips_bf16_timings_when_asked_and_formats_them_as_missing() -
     table = format_table(results)
     assert "bf16_epoch_speedup" in table and "not timed" in table and "64³" in table
     assert "library bf16 n/a" in table
+
+
+# ----------------------------------------------------------------------------- chunked steps
+
+
+def _step_gradient(model, penalty, x, y, chunk):
+    """(loss, term, logits, gradient per parameter) of one `training_step` in `chunk` passes.
+
+    SGD with lr 1 on a copy: the parameters' change is minus the gradient."""
+    from powerlaw_lib.training import training_step as step
+
+    net = copy.deepcopy(model)
+    before = [p.detach().clone() for p in net.parameters()]
+    loss, term, logits = step(net, torch.optim.SGD(net.parameters(), lr=1.0), penalty, x, y,
+                              chunk=chunk)
+    return loss, term, logits, [b - p.detach() for b, p in zip(before, net.parameters())]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_chunked_cnn_step_equals_the_one_pass_step(dtype: torch.dtype) -> None:
+    """Passes of 64 images (the last one 22) give the loss, the logits and the gradient of
+    one pass over the batch of 150."""
+    model = CNN(image_size=12, channels=(4, 8), hidden=40).to(dtype)
+    x = torch.rand(150, 1, 12, 12, dtype=dtype)
+    y = torch.randint(0, 10, (150,))
+    penalty = build_penalty(RunConfig())
+    one = _step_gradient(model, penalty, x, y, chunk=None)
+    chunked = _step_gradient(model, penalty, x, y, chunk=64)
+    rtol = 1e-6 if dtype == torch.float64 else 1e-5  # the cross-entropy is float32 in both
+    for a, b in zip(one[:3], chunked[:3]):
+        torch.testing.assert_close(b, a, rtol=rtol, atol=rtol * float(a.abs().max()))
+    for a, b in zip(one[3], chunked[3]):  # per parameter, relative to its largest entry
+        assert float(a.abs().max()) > 0
+        assert float((a - b).abs().max()) <= rtol * float(a.abs().max())
+    assert float(chunked[1]) == 0.0
+
+
+def test_only_independent_models_without_a_penalty_term_are_chunked() -> None:
+    from powerlaw_lib.training import step_chunk
+
+    plain = build_penalty(RunConfig())
+    spectral = build_penalty(RunConfig(regularizer="spectral", reg_layers=(1,), beta=1.0))
+    assert step_chunk(CNN(), plain) == 1000
+    assert step_chunk(CNN(whiten=True), plain) is None  # whitening couples the samples
+    assert step_chunk(CNN(), spectral) is None          # a term of the whole batch
+    assert step_chunk(MLP((784, 64, 10), batch_norm=False), plain) is None
+    model = CNN(image_size=12, channels=(4, 8), hidden=40)
+    with pytest.raises(ValueError, match="without a term"):
+        training_step(model, make_optimizer(RunConfig(), model), spectral,
+                      torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,)), chunk=4)

@@ -49,7 +49,12 @@ class Penalty:
     the epoch's (it has drawn the batch order), for penalties that draw random numbers.
     ``training_inputs(model, x, y)`` gives the inputs the network trains on for the batch
     (``x`` itself by default; adversarial training replaces it).
+
+    `adds_term`: the penalty is not identically zero (a step without a term may run in
+    chunks, `training.step_chunk`).
     """
+
+    adds_term: bool = False
 
     def start_epoch(self, model: nn.Module, x_train: torch.Tensor,
                     generator: torch.Generator) -> None:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 
 class JacobianPenalty(Penalty):
+    adds_term = True
+
     def __init__(self, beta: float, projections: int) -> None:
         self.regularizer = JacobianRegularizer(beta, projections)
         self.generator: torch.Generator | None = None

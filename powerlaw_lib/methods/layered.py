@@ -50,6 +50,8 @@ class LayerPenalty(Penalty):
     reset of any state carried across steps).
     """
 
+    adds_term = True
+
     def __init__(self, regularizers: dict[int, Callable], precision: str = "fp32") -> None:
         self.regularizers = regularizers
         self.precision = precision
