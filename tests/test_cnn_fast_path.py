@@ -35,8 +35,9 @@ def _rel(a, b):
 def test_fast_cnn_matches_the_baseline_in_values_and_gradients(whiten, in_channels, size):
     """float64: the same function to rounding (1e-10), SpecReg on every layer included.
 
-    float32 and cross-entropy alone: loss and whole gradient within 1e-5 relative (5e-5
-    through a whitening layer, which nearly cancels the conv biases' gradients).
+    float32 and cross-entropy alone: loss and whole gradient within 1e-5 relative (5e-4
+    through a whitening layer, which nearly cancels the conv biases' gradients: measured
+    below 5e-5 on an AVX512 Intel Xeon, 1.4e-4 on an AVX2 AMD EPYC).
     Eq. 2 divides batch variances by their targets, and whitening solves with the Cholesky
     factor of an 800 x 800 batch covariance; both amplify float32 rounding of the two
     summation orders (to about 1e-4 for eq. 2); in float64 both agree to 1e-13, so that is
@@ -49,7 +50,7 @@ def test_fast_cnn_matches_the_baseline_in_values_and_gradients(whiten, in_channe
     y = torch.randint(0, 10, (batch,), generator=g)
     out_fast = _loss_and_grads(fast, x, y, {})
     out_slow = _loss_and_grads(slow, x, y, {})
-    tol = 5e-5 if whiten else 1e-5
+    tol = 5e-4 if whiten else 1e-5
     assert _rel(out_fast[0], out_slow[0]) < tol
     flat = [torch.cat([g.flatten() for g in out[3].values()]) for out in (out_fast, out_slow)]
     assert _rel(*flat) < tol  # the whole gradient (some tensors' own are nearly cancelled)
