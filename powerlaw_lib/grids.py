@@ -259,9 +259,11 @@ ALPHA_SETTINGS: dict[str, dict] = {
 
 
 def alpha_setting(config: RunConfig) -> str:
-    """Which setting of `ALPHA_SETTINGS` a config of the α sweep belongs to."""
+    """Which setting of `ALPHA_SETTINGS` a config of the α sweep belongs to (by data set,
+    architecture and number of hidden layers, whatever their widths)."""
     for name, s in ALPHA_SETTINGS.items():
-        if (config.dataset, config.arch, config.hidden) == (s["dataset"], s["arch"], s["hidden"]):
+        if ((config.dataset, config.arch, len(config.hidden))
+                == (s["dataset"], s["arch"], len(s["hidden"]))):
             return name
     raise ValueError(f"{config.label} belongs to no setting of the α sweep")
 
@@ -270,6 +272,7 @@ def alpha_sweep(settings: Sequence[str] = tuple(ALPHA_SETTINGS),
                 alphas: Sequence[float] = ALPHA_TARGETS, beta: float = 1.0,
                 dense_seeds: Sequence[int] = (0, 1, 2), cnn_seeds: Sequence[int] = (0, 1),
                 dense_epochs: int = 50, cnn_epochs: int = 50,
+                dense_width: int = 2000, deep_width: int = 1000, cnn_width: int = 1000,
                 specreg_alphas: Sequence[float] = ALPHA_TARGETS,
                 specreg_seeds: Sequence[int] = (0, 1), specreg_batch_size: int = 3000,
                 tau: int = 10, lr: float = 1e-4, optimizer: str = "adam",
@@ -285,7 +288,8 @@ def alpha_sweep(settings: Sequence[str] = tuple(ALPHA_SETTINGS),
     no batch norm, Adam at `lr`, the last hidden layer regularized by Gerum's slope
     penalty β·|α̂ − α*| (ranks 6..50 of the batch spectrum) for every α* in `alphas`, and
     the unregularized baseline; `dense_seeds` / `cnn_seeds` seeds, `dense_epochs` /
-    `cnn_epochs` epochs. CIFAR-10 trains on the first 40,000 training images and is
+    `cnn_epochs` epochs; `dense_width`, `deep_width` (each of the three layers) and
+    `cnn_width` (the FC layer) replace the settings' widths (2000, 1000, 1000). CIFAR-10 trains on the first 40,000 training images and is
     evaluated on the last 10,000 (`data.load`: its official test set here holds only
     1,000 images, whose accuracy `run` reports alongside). Robustness: FGSM and PGD-40 over `eps_grid` (0 ... 0.19), the
     attack-strength check at the setting's reading ε.
@@ -299,11 +303,14 @@ def alpha_sweep(settings: Sequence[str] = tuple(ALPHA_SETTINGS),
     if unknown or not settings:
         raise ValueError(f"settings must be a non-empty subset of {tuple(ALPHA_SETTINGS)}, "
                          f"got {tuple(settings)!r}")
+    width = {"shallow": dense_width, "deep": deep_width, "cnn-mnist": cnn_width,
+             "cnn-cifar10": cnn_width}
     configs: list[RunConfig] = []
     for name in settings:
         s = ALPHA_SETTINGS[name]
         cnn = s["arch"] == "cnn"
-        base = RunConfig(dataset=s["dataset"], arch=s["arch"], hidden=s["hidden"],
+        hidden = (width[name],) * len(s["hidden"])
+        base = RunConfig(dataset=s["dataset"], arch=s["arch"], hidden=hidden,
                          activation="tanh", batch_norm=False, optimizer=optimizer, lr=lr,
                          batch_size=s["batch_size"], epochs=cnn_epochs if cnn else dense_epochs,
                          train_subset=train_subset, test_subset=test_subset,

@@ -391,6 +391,34 @@ def plot_accuracy_curve(ax: Axes, eps: Any, acc_per_seed: Any, *, label: str, co
     return line
 
 
+def plot_mean_band(ax: Axes, x: Any, values: Sequence[Any], *, label: str,
+                   color: str | None = None, scale: float = 1.0, **line_kwargs: Any) -> Any:
+    """Mean over seeds at each x with a ±1 sd band, seeds allowed to differ between points.
+
+    For sweeps over a parameter (e.g. the target exponent α* of Gerum et al. 2022), where a
+    missing run leaves one point with fewer seeds. ``x`` is ``[P]``; ``values`` holds ``P``
+    1-D arrays of per-seed values, each multiplied by ``scale`` (100 for percent). The band
+    (sample sd, ``ddof=1``) is drawn where a point has two seeds or more. Returns the line.
+    """
+    xs = _as_array("x", x)
+    if xs.ndim != 1 or xs.size == 0 or len(values) != xs.size:
+        raise ValueError(f"x must be 1-D and values must hold one array per x, got {xs.shape} "
+                         f"and {len(values)} arrays")
+    arrays = [np.asarray(v, dtype=np.float64).ravel() * scale for v in values]
+    if any(a.size == 0 for a in arrays):
+        raise ValueError("every point needs at least one value")
+    mean = np.array([a.mean() for a in arrays])
+    sd = np.array([a.std(ddof=1) if a.size > 1 else np.nan for a in arrays])
+    line_kwargs.setdefault("marker", "o")
+    line_kwargs.setdefault("markersize", 4)
+    (line,) = ax.plot(xs, mean, color=color, label=label, **line_kwargs)
+    banded = np.isfinite(sd)
+    if banded.any():
+        ax.fill_between(xs, np.where(banded, mean - sd, mean), np.where(banded, mean + sd, mean),
+                        color=line.get_color(), alpha=0.2, linewidth=0)
+    return line
+
+
 # --------------------------------------------------------------------------- sensitivity maps
 
 

@@ -174,6 +174,29 @@ def alpha_fits_table(groups: Groups, spectra: Sequence[tuple[str, str]]) -> str:
     return markdown(header, rows)
 
 
+def alpha_sweep_table(targets: dict, eps: float) -> str:
+    """One setting and penalty of the α sweep (Gerum et al. 2022): per target α* ("none"
+    for the unregularized network, key None), the seeds, held-out accuracy (and the
+    official test accuracy where stored: CIFAR-10), the last hidden layer's measured
+    exponent with Gerum's and with Stringer's fit, FGSM and PGD-40 accuracy at `eps`; mean
+    ± sd over seeds."""
+    rows = []
+    official = any("official_test_accuracy" in r.metrics for rs in targets.values() for r in rs)
+    for alpha, rs in targets.items():
+        layer = f"layer{len(rs[0].config.hidden_widths)}"
+        cells = ["none" if alpha is None else f"{alpha:g}", str(len(rs)),
+                 _percent(rs, "clean_accuracy", 2)]
+        if official:
+            cells.append(_percent(rs, "official_test_accuracy", 1))
+        cells += [f"{summarize(metric_values(rs, f'{layer}_alpha_gerum')):.2f}",
+                  f"{summarize(metric_values(rs, f'{layer}_alpha')):.2f}",
+                  _percent(rs, metric_name("fgsm", eps)), _percent(rs, metric_name("pgd", eps))]
+        rows.append(cells)
+    header = ["α*", "seeds", "accuracy (%)", *(["official test (%)"] if official else []),
+              "α̂ (Gerum fit)", "α (Stringer fit)", f"FGSM ε={eps:g} (%)", f"PGD ε={eps:g} (%)"]
+    return markdown(header, rows)
+
+
 def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: int,
                    n_cifar_seeds: int) -> str:
     """Settings of the local-learning chapter against Krotov & Hopfield 2019 (the paper) and

@@ -26,7 +26,8 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("runs", {"training", "local_training", "evaluation", "store", "model_cache", "audit",
               "audit_checks", "plotting"}),
     ("summaries", {"costs", "analysis", "tables", "claims"}),
-    ("orchestration", {"experiments", "grids", "diagnostics", "sweep", "audits"}),
+    ("orchestration", {"experiments", "grids", "diagnostics", "sweep", "audits",
+                       "alpha_analysis"}),
     ("command line", {"__main__"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}

@@ -264,3 +264,21 @@ def test_sensitivity_maps_can_fill_a_subfigure():
     axes, bar = plot_sensitivity_maps(top, np.ones((3, 1, 4, 4)), ["a", "b", "c"], ncols=3)
     assert len(axes) == 3 and all(ax.get_figure(root=False) is top for ax in axes)
     plt.close(fig)
+
+
+def test_mean_band_draws_the_mean_and_a_band_only_where_seeds_allow():
+    import matplotlib.pyplot as plt
+
+    from powerlaw_lib.plotting import plot_mean_band
+
+    fig, ax = plt.subplots()
+    line = plot_mean_band(ax, [1.0, 2.0, 3.0], [[0.5, 0.7], [0.4], [0.2, 0.3, 0.4]],
+                          label="slope", scale=100)
+    np.testing.assert_allclose(line.get_ydata(), [60.0, 40.0, 30.0])
+    (band,) = ax.collections
+    top = band.get_paths()[0].vertices[:, 1]
+    assert top.max() == pytest.approx(60 + 100 * np.std([0.5, 0.7], ddof=1))
+    assert top.min() == pytest.approx(30 - 10.0)  # sd of (20, 30, 40) is 10
+    with pytest.raises(ValueError, match="one array per x"):
+        plot_mean_band(ax, [1.0, 2.0], [[0.5]], label="x")
+    plt.close(fig)

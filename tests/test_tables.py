@@ -97,3 +97,22 @@ def test_superseded_table_puts_a_retrained_run_beside_the_result_it_replaced():
     assert lines[0] == ("| run | seed | differs from epoch | clean acc. (%) | PGD ε=0.05 (%) "
                         "| fitted α |")
     assert lines[2] == "| SpecReg β=1 BN | 1 | 1 | 97.86 → 97.93 | 47.5 → 49.5 | 1.012 → 1.010 |"
+
+
+def test_alpha_sweep_table_has_a_row_per_target_with_both_fits():
+    from powerlaw_lib.config import RunConfig
+    from powerlaw_lib.store import Result
+    from powerlaw_lib.tables import alpha_sweep_table
+
+    def run(alpha, seed, acc):
+        c = RunConfig(hidden=(150,), batch_norm=False, regularizer="slope" if alpha else "none",
+                      reg_layers=(1,) if alpha else (), alpha=alpha or 1.0, seed=seed)
+        return Result(c, {"clean_accuracy": acc, "layer1_alpha_gerum": 2.0, "layer1_alpha": 1.5,
+                          "fgsm_accuracy@0.05": 0.4, "pgd_accuracy@0.05": 0.3})
+
+    text = alpha_sweep_table({None: [run(None, 0, 0.97), run(None, 1, 0.99)],
+                              2.0: [run(2.0, 0, 0.95)]}, 0.05)
+    lines = text.splitlines()
+    assert lines[0].split(" | ")[-1] == "PGD ε=0.05 (%) |" and "official" not in lines[0]
+    assert lines[2].startswith("| none | 2 | 98.00 ± 1.41 | 2.00 ± 0.00 | 1.50 ± 0.00 | 40.0")
+    assert lines[3].startswith("| 2 | 1 | 95.00 | 2.00 | 1.50 | 40.0 | 30.0")

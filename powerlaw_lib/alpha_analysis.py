@@ -1,0 +1,222 @@
+"""The α sweep of Gerum et al. 2022, summarized: runs by setting, penalty and target
+exponent α*; trends over α*; the paper's four claims judged.
+
+Groups (`sweep_groups`): setting (`grids.ALPHA_SETTINGS`) -> penalty family ("slope":
+Gerum's β·|α̂ − α*|; "eq2": the spectral penalty of Nassar et al. 2020, eq. 2) -> target α*
+(None: the unregularized network trained at the family's batch size) -> runs sorted by
+seed. Every number is a mean over seeds; a difference counts when it exceeds twice its
+standard error (`analysis.compare`), a trend over α* when its least-squares slope does
+(`trend`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .analysis import compare, metric_values
+from .claims import Claim
+from .evaluation import metric_name
+from .grids import ALPHA_SETTINGS, alpha_setting
+from .store import Result
+
+__all__ = ["FAMILIES", "GERUM_CLAIMS", "Trend", "alpha_claims", "best_target", "family_of",
+           "last_layer_metric", "read_eps", "sweep_groups", "target_values", "trend"]
+
+#: Penalty families of the sweep, by `RunConfig.regularizer`.
+FAMILIES = {"slope": "slope", "spectral": "eq2"}
+#: The range of exponents Gerum et al. report for unregularized networks (claim 4).
+UNREGULARIZED_RANGE = (1.4, 2.1)
+#: The range of α* at which Gerum et al. find dense networks best (claim 1).
+DENSE_BEST_RANGE = (2.0, 3.0)
+
+Targets = dict  # float | None -> list[Result]
+SweepGroups = dict  # setting -> family -> Targets
+NAN = float("nan")
+
+
+def family_of(result_or_config) -> str | None:
+    """The penalty family of a regularized run ("slope", "eq2"), None when unregularized."""
+    config = getattr(result_or_config, "config", result_or_config)
+    return FAMILIES.get(config.regularizer)
+
+
+def sweep_groups(results: Sequence[Result]) -> SweepGroups:
+    """setting -> family -> α* (None: unregularized twin) -> runs sorted by seed.
+
+    An unregularized run joins every family trained at its batch size (Gerum's penalty at
+    the setting's batch, eq. 2 at its wider one). Settings and α* are in increasing order,
+    None first.
+    """
+    by_setting: dict[str, list[Result]] = {}
+    for r in results:
+        by_setting.setdefault(alpha_setting(r.config), []).append(r)
+    out: SweepGroups = {}
+    for setting in (s for s in ALPHA_SETTINGS if s in by_setting):
+        runs = by_setting[setting]
+        families: dict[str, dict] = {}
+        for r in runs:
+            fam = family_of(r)
+            if fam is not None:
+                families.setdefault(fam, {}).setdefault(float(r.config.alpha), []).append(r)
+        plain = [r for r in runs if family_of(r) is None]
+        if not families and plain:
+            families["slope"] = {}
+        for fam, targets in families.items():
+            batch = (next(iter(targets.values()))[0].config.batch_size if targets
+                     else ALPHA_SETTINGS[setting]["batch_size"])
+            twins = [r for r in plain if r.config.batch_size == batch]
+            if twins:
+                targets[None] = twins
+            order = sorted(targets, key=lambda a: -math.inf if a is None else a)
+            families[fam] = {a: sorted(targets[a], key=lambda r: r.config.seed) for a in order}
+        out[setting] = {f: families[f] for f in FAMILIES.values() if f in families}
+    return out
+
+
+def read_eps(setting: str) -> float:
+    """The ε at which Gerum et al. read robustness off for `setting`."""
+    return ALPHA_SETTINGS[setting]["read_eps"]
+
+
+def last_layer_metric(runs: Sequence[Result], metric: str) -> str:
+    """Key of a per-layer metric (e.g. "alpha_gerum", "alpha") of the last hidden layer."""
+    return f"layer{len(runs[0].config.hidden_widths)}_{metric}"
+
+
+def target_values(targets: Targets, metric: str) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The regularized α* (increasing) and, for each, the per-seed values of `metric`."""
+    alphas = [a for a in targets if a is not None]
+    return np.array(alphas, dtype=float), [metric_values(targets[a], metric) for a in alphas]
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Least-squares slope of a metric's per-seed values on α*, and its standard error."""
+
+    slope: float
+    standard_error: float
+
+    @property
+    def significant(self) -> bool:
+        """|slope| > 2 standard errors (never without an error estimate)."""
+        return bool(abs(self.slope) > 2 * self.standard_error) if self.standard_error > 0 else False
+
+
+def trend(targets: Targets, metric: str) -> Trend:
+    """The slope of `metric` over the regularized α* of `targets` (every seed a point).
+
+    Ordinary least squares of the values on α*; the standard error is the usual one,
+    sqrt(residual variance / Σ(α − ᾱ)²), NaN with fewer than three points or one α*.
+    """
+    alphas, values = target_values(targets, metric)
+    x = np.concatenate([np.full(v.size, a) for a, v in zip(alphas, values)]) if values else np.array([])
+    y = np.concatenate(values) if values else np.array([])
+    sxx = float(((x - x.mean()) ** 2).sum()) if x.size else 0.0
+    if x.size < 3 or sxx == 0:
+        return Trend(NAN, NAN)
+    slope = float(((x - x.mean()) * (y - y.mean())).sum() / sxx)
+    residual = y - y.mean() - slope * (x - x.mean())
+    return Trend(slope, float(np.sqrt((residual ** 2).sum() / (x.size - 2) / sxx)))
+
+
+def best_target(targets: Targets, metric: str) -> float:
+    """The regularized α* with the highest mean `metric` over seeds."""
+    alphas, values = target_values(targets, metric)
+    return float(alphas[int(np.argmax([v.mean() for v in values]))])
+
+
+def _slope_family(groups: SweepGroups, setting: str) -> Targets | None:
+    targets = groups.get(setting, {}).get("slope")
+    return targets if targets and any(a is not None for a in targets) else None
+
+
+def dense_best_two_to_three(groups: SweepGroups) -> Claim:
+    """1. Dense networks do best, in accuracy and robustness, at α* ≈ 2–3, not at α* = 1.
+
+    Held when, for the shallow and the deep dense setting and for both clean accuracy and
+    PGD accuracy at the setting's ε, the best α* lies in `DENSE_BEST_RANGE` and beats
+    α* = 1 by more than two standard errors.
+    """
+    text = "dense networks do best at α ≈ 2–3, not at the brain-like α ≈ 1"
+    numbers: dict[str, float | str] = {}
+    held: bool | None = True
+    for setting in ("shallow", "deep"):
+        targets = _slope_family(groups, setting)
+        for name, metric in (("acc", "clean_accuracy"), ("pgd", metric_name("pgd", read_eps(setting)))):
+            key = f"c1_{setting}_{name}"
+            if targets is None or 1.0 not in targets:
+                numbers.update({f"{key}_best": NAN, f"{key}_diff": NAN, f"{key}_se": NAN})
+                held = None
+                continue
+            best = best_target(targets, metric)
+            c = compare(metric_values(targets[best], metric), metric_values(targets[1.0], metric))
+            numbers.update({f"{key}_best": best, f"{key}_diff": 100 * c.difference,
+                            f"{key}_se": 100 * c.standard_error})
+            lo, hi = DENSE_BEST_RANGE
+            if held is not None:
+                held = held and lo <= best <= hi and c.held
+    return Claim(1, text, held, numbers)
+
+
+def _trend_numbers(key: str, t: Trend) -> dict[str, float]:
+    return {f"{key}_slope": 100 * t.slope, f"{key}_se": 100 * t.standard_error}
+
+
+def cnn_mnist_prefers_low_alpha(groups: SweepGroups) -> Claim:
+    """2. CNNs on MNIST prefer lower α*: accuracy and PGD accuracy (ε = 0.1) both fall as
+    α* grows (negative slopes, each beyond two standard errors)."""
+    text = "CNNs on MNIST prefer lower α, in accuracy and robustness"
+    targets = _slope_family(groups, "cnn-mnist")
+    if targets is None:
+        return Claim(2, text, None, {**_trend_numbers("c2_acc", Trend(NAN, NAN)),
+                                     **_trend_numbers("c2_pgd", Trend(NAN, NAN))})
+    acc = trend(targets, "clean_accuracy")
+    pgd = trend(targets, metric_name("pgd", read_eps("cnn-mnist")))
+    held = acc.significant and acc.slope < 0 and pgd.significant and pgd.slope < 0
+    return Claim(2, text, held, {**_trend_numbers("c2_acc", acc), **_trend_numbers("c2_pgd", pgd)})
+
+
+def cifar_tradeoff(groups: SweepGroups) -> Claim:
+    """3. On CIFAR-10 lower α* favours accuracy and higher α* robustness: the accuracy slope
+    is negative and the PGD (ε = 0.01) slope positive, each beyond two standard errors."""
+    text = "on CIFAR-10 lower α favours accuracy, higher α robustness"
+    targets = _slope_family(groups, "cnn-cifar10")
+    if targets is None:
+        return Claim(3, text, None, {**_trend_numbers("c3_acc", Trend(NAN, NAN)),
+                                     **_trend_numbers("c3_pgd", Trend(NAN, NAN))})
+    acc = trend(targets, "clean_accuracy")
+    pgd = trend(targets, metric_name("pgd", read_eps("cnn-cifar10")))
+    held = acc.significant and acc.slope < 0 and pgd.significant and pgd.slope > 0
+    return Claim(3, text, held, {**_trend_numbers("c3_acc", acc), **_trend_numbers("c3_pgd", pgd)})
+
+
+def unregularized_alpha_range(groups: SweepGroups) -> Claim:
+    """4. Unregularized networks already sit at α̂ ≈ 1.4–2.1 (Gerum's fit, last hidden layer,
+    mean over seeds), in every setting that has them."""
+    text = "unregularized networks already sit at α̂ ≈ 1.4–2.1"
+    numbers: dict[str, float | str] = {}
+    held: bool | None = None
+    lo, hi = UNREGULARIZED_RANGE
+    for setting in ALPHA_SETTINGS:
+        plain = groups.get(setting, {}).get("slope", {}).get(None)
+        if not plain:
+            numbers[f"c4_{setting}"] = NAN
+            continue
+        alpha = float(metric_values(plain, last_layer_metric(plain, "alpha_gerum")).mean())
+        numbers[f"c4_{setting}"] = alpha
+        held = (held is not False) and lo <= alpha <= hi
+    return Claim(4, text, held, numbers)
+
+
+#: Gerum et al. 2022's claims, in the chapter's order.
+GERUM_CLAIMS = (dense_best_two_to_three, cnn_mnist_prefers_low_alpha, cifar_tradeoff,
+                unregularized_alpha_range)
+
+
+def alpha_claims(groups: SweepGroups) -> list[Claim]:
+    """Every claim of `GERUM_CLAIMS` judged on `groups`."""
+    return [claim(groups) for claim in GERUM_CLAIMS]

@@ -1,0 +1,106 @@
+"""The α sweep's summaries and Gerum et al. 2022's claims on synthetic results with known
+answers (`powerlaw_lib.alpha_analysis`)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from powerlaw_lib import alpha_analysis as aa
+from powerlaw_lib import grids
+from powerlaw_lib.evaluation import metric_name
+from powerlaw_lib.store import Result
+
+CONFIGS = grids.alpha_sweep(dense_width=150, deep_width=130, cnn_width=150)
+
+
+def _results(accuracy, pgd, alpha_hat=lambda a: a, plain_alpha=1.7, jitter=0.002):
+    """A result for every config of the grid: accuracy(α*), pgd(α*) (fractions) and the
+    measured α̂(α*) as given, ± `jitter` by seed; the unregularized runs at α* = None."""
+    out = []
+    for c in CONFIGS:
+        a = c.alpha if c.regularizer != "none" else None
+        j = jitter * (c.seed - 1)
+        layer = f"layer{len(c.hidden_widths)}"
+        metrics = {"clean_accuracy": accuracy(c, a) + j,
+                   metric_name("pgd", grids.ALPHA_SETTINGS[grids.alpha_setting(c)]["read_eps"]):
+                       pgd(c, a) + j,
+                   f"{layer}_alpha_gerum": (plain_alpha if a is None else alpha_hat(a)) + j,
+                   f"{layer}_alpha": (plain_alpha if a is None else alpha_hat(a)) + 0.1}
+        out.append(Result(c, metrics))
+    return out
+
+
+def _paper_like(c, a):
+    """Dense best at α* = 2.5; MNIST CNN falling with α*; CIFAR accuracy falling."""
+    setting = grids.alpha_setting(c)
+    a = 1.7 if a is None else a
+    if setting in ("shallow", "deep"):
+        return 0.97 - 0.01 * (a - 2.5) ** 2
+    return 0.95 - 0.02 * a
+
+
+def _pgd_like(c, a):
+    a = 1.7 if a is None else a
+    if grids.alpha_setting(c) == "cnn-cifar10":
+        return 0.2 + 0.03 * a  # higher α more robust on CIFAR-10
+    return _paper_like(c, a) - 0.3
+
+
+def test_groups_split_settings_families_and_targets_with_the_right_twins():
+    groups = aa.sweep_groups(_results(_paper_like, _pgd_like))
+    assert list(groups) == list(grids.ALPHA_SETTINGS)
+    assert list(groups["shallow"]) == ["slope", "eq2"] and list(groups["deep"]) == ["slope"]
+    slope, eq2 = groups["shallow"]["slope"], groups["shallow"]["eq2"]
+    assert list(slope) == [None, *grids.ALPHA_TARGETS]
+    assert all(r.config.batch_size == 1500 for rs in slope.values() for r in rs)
+    assert all(r.config.batch_size == 3000 for rs in eq2.values() for r in rs)  # its own twin
+    assert [r.config.seed for r in slope[2.0]] == [0, 1, 2]
+    assert [r.config.seed for r in groups["cnn-mnist"]["slope"][None]] == [0, 1]
+
+
+def test_trend_is_the_least_squares_slope_with_its_standard_error():
+    groups = aa.sweep_groups(_results(_paper_like, _pgd_like, jitter=0.0))
+    t = aa.trend(groups["cnn-mnist"]["slope"], "clean_accuracy")
+    assert t.slope == pytest.approx(-0.02) and t.standard_error == pytest.approx(0, abs=1e-12)
+    noisy = aa.sweep_groups(_results(_paper_like, _pgd_like, jitter=0.01))
+    t = aa.trend(noisy["cnn-mnist"]["slope"], "clean_accuracy")
+    alphas, values = aa.target_values(noisy["cnn-mnist"]["slope"], "clean_accuracy")
+    x = np.repeat(alphas, [v.size for v in values])
+    y = np.concatenate(values)
+    fit, cov = np.polyfit(x, y, 1, cov="unscaled")  # oracle: numpy's fit and its covariance
+    resid = y - np.polyval(fit, x)
+    se = math.sqrt(cov[0, 0] * (resid ** 2).sum() / (x.size - 2))
+    assert t.slope == pytest.approx(fit[0]) and t.standard_error == pytest.approx(se)
+    assert t.significant
+    assert math.isnan(aa.trend({None: [], 1.0: noisy["cnn-mnist"]["slope"][1.0][:1]},
+                               "clean_accuracy").slope)
+
+
+def test_every_claim_holds_on_paper_like_results():
+    groups = aa.sweep_groups(_results(_paper_like, _pgd_like))
+    claims = aa.alpha_claims(groups)
+    assert [c.number for c in claims] == [1, 2, 3, 4]
+    assert all(c.held is True for c in claims), [(c.number, c.numbers) for c in claims]
+    assert claims[0].numbers["c1_shallow_acc_best"] == 2.5
+    assert claims[0].numbers["c1_deep_pgd_diff"] == pytest.approx(100 * 0.01 * 2.25, rel=1e-6)
+    assert claims[1].numbers["c2_acc_slope"] == pytest.approx(-2.0, rel=1e-6)
+    assert claims[3].numbers["c4_cnn-cifar10"] == pytest.approx(1.7, abs=0.01)
+
+
+def test_claims_fail_when_the_results_say_otherwise_and_are_untested_without_runs():
+    brain_like = aa.alpha_claims(aa.sweep_groups(_results(
+        lambda c, a: 0.97 - 0.01 * ((1.7 if a is None else a) - 1.0) ** 2,  # best at α* = 1
+        lambda c, a: 0.5, plain_alpha=2.6)))
+    assert brain_like[0].held is False and brain_like[0].numbers["c1_shallow_acc_best"] == 1.0
+    assert brain_like[1].held is False  # flat robustness: no significant trend
+    assert brain_like[2].held is False
+    assert brain_like[3].held is False  # unregularized α̂ = 2.6 is outside 1.4–2.1
+    dense_only = [r for r in _results(_paper_like, _pgd_like) if r.config.arch == "mlp"]
+    partial = aa.alpha_claims(aa.sweep_groups(dense_only))
+    assert partial[0].held is True and partial[1].held is None and partial[2].held is None
+    assert math.isnan(partial[1].numbers["c2_acc_slope"])
+    assert partial[3].held is True and math.isnan(partial[3].numbers["c4_cnn-mnist"])
+    assert aa.alpha_claims({})[0].held is None
