@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -166,32 +166,35 @@ def _trend_numbers(key: str, t: Trend) -> dict[str, float]:
     return {f"{key}_slope": 100 * t.slope, f"{key}_se": 100 * t.standard_error}
 
 
-def cnn_mnist_prefers_low_alpha(groups: SweepGroups) -> Claim:
-    """2. CNNs on MNIST prefer lower α*: accuracy and PGD accuracy (ε = 0.1) both fall as
-    α* grows (negative slopes, each beyond two standard errors)."""
-    text = "CNNs on MNIST prefer lower α, in accuracy and robustness"
-    targets = _slope_family(groups, "cnn-mnist")
-    if targets is None:
-        return Claim(2, text, None, {**_trend_numbers("c2_acc", Trend(NAN, NAN)),
-                                     **_trend_numbers("c2_pgd", Trend(NAN, NAN))})
-    acc = trend(targets, "clean_accuracy")
-    pgd = trend(targets, metric_name("pgd", read_eps("cnn-mnist")))
-    held = acc.significant and acc.slope < 0 and pgd.significant and pgd.slope < 0
-    return Claim(2, text, held, {**_trend_numbers("c2_acc", acc), **_trend_numbers("c2_pgd", pgd)})
+def _trend_claim(number: int, text: str, setting: str, accuracy_sign: int,
+                 robustness_sign: int) -> Callable[[SweepGroups], Claim]:
+    """A claim on the signs of the accuracy and PGD-accuracy trends over α* in `setting`
+    (PGD at the setting's ε): each slope must have its sign beyond two standard errors."""
+    key = f"c{number}"
+
+    def judge(groups: SweepGroups) -> Claim:
+        targets = _slope_family(groups, setting)
+        if targets is None:
+            return Claim(number, text, None, {**_trend_numbers(f"{key}_acc", Trend(NAN, NAN)),
+                                              **_trend_numbers(f"{key}_pgd", Trend(NAN, NAN))})
+        acc = trend(targets, "clean_accuracy")
+        pgd = trend(targets, metric_name("pgd", read_eps(setting)))
+        held = (acc.significant and acc.slope * accuracy_sign > 0
+                and pgd.significant and pgd.slope * robustness_sign > 0)
+        return Claim(number, text, held, {**_trend_numbers(f"{key}_acc", acc),
+                                          **_trend_numbers(f"{key}_pgd", pgd)})
+
+    return judge
 
 
-def cifar_tradeoff(groups: SweepGroups) -> Claim:
-    """3. On CIFAR-10 lower α* favours accuracy and higher α* robustness: the accuracy slope
-    is negative and the PGD (ε = 0.01) slope positive, each beyond two standard errors."""
-    text = "on CIFAR-10 lower α favours accuracy, higher α robustness"
-    targets = _slope_family(groups, "cnn-cifar10")
-    if targets is None:
-        return Claim(3, text, None, {**_trend_numbers("c3_acc", Trend(NAN, NAN)),
-                                     **_trend_numbers("c3_pgd", Trend(NAN, NAN))})
-    acc = trend(targets, "clean_accuracy")
-    pgd = trend(targets, metric_name("pgd", read_eps("cnn-cifar10")))
-    held = acc.significant and acc.slope < 0 and pgd.significant and pgd.slope > 0
-    return Claim(3, text, held, {**_trend_numbers("c3_acc", acc), **_trend_numbers("c3_pgd", pgd)})
+#: 2. CNNs on MNIST prefer lower α*: accuracy and PGD accuracy (ε = 0.1) both fall as α*
+#: grows.
+cnn_mnist_prefers_low_alpha = _trend_claim(
+    2, "CNNs on MNIST prefer lower α, in accuracy and robustness", "cnn-mnist", -1, -1)
+#: 3. On CIFAR-10 lower α* favours accuracy and higher α* robustness: accuracy falls and PGD
+#: accuracy (ε = 0.01) rises with α*.
+cifar_tradeoff = _trend_claim(
+    3, "on CIFAR-10 lower α favours accuracy, higher α robustness", "cnn-cifar10", -1, +1)
 
 
 def unregularized_alpha_range(groups: SweepGroups) -> Claim:
