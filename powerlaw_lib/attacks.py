@@ -459,6 +459,99 @@ def _accuracy_per_eps(
     return accuracy
 
 
+class _SharedPrefix:
+    """Per image, the stretch of the PGD trajectory that no ε-ball has clipped yet.
+
+    Without a random start, PGD at every ε follows the same iterates ``x_1, x_2, ...`` (each
+    clipped to ``[0, 1]`` only) until a step would leave the ε-ball: before that the
+    projection is the identity. So with ε increasing, the iterates that PGD at one ε left
+    inside its ball are the first iterates of PGD at every larger ε, and each ε continues
+    from where the previous one was clipped instead of from ``x``. The result is exactly
+    that of PGD started from ``x`` at each ε.
+
+    ``point[i]`` is the last iterate known to lie inside the ball of the ε that produced it,
+    after ``steps[i]`` steps; where ``has_next[i]``, ``next[i]`` is the iterate after it
+    (the step that left that ball, clipped to ``[0, 1]`` only), which a larger ball may hold.
+    """
+
+    def __init__(self, x: torch.Tensor) -> None:
+        n = x.shape[0]
+        self.point = x.clone()  # [N, ...]
+        self.steps = torch.zeros(n, dtype=torch.long, device=x.device)  # [N]
+        self.next = x.clone()  # [N, ...]
+        self.has_next = torch.zeros(n, dtype=torch.bool, device=x.device)  # [N]
+
+    def start(self, idx: torch.Tensor, x0: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Starting iterates ``[A, ...]`` and their step counts ``[A]`` for PGD at ``eps``."""
+        ahead = self.has_next[idx] & _inside(self.next[idx], x0, eps)  # [A]
+        moved = idx[ahead]
+        self.point[moved] = self.next[moved]
+        self.steps[moved] += 1
+        self.has_next[moved] = False
+        return self.point[idx].clone(), self.steps[idx].clone()
+
+
+def _inside(x_adv: torch.Tensor, x0: torch.Tensor, eps: float) -> torch.Tensor:
+    """True ``[B]`` where every coordinate of ``x_adv`` lies in ``[x0 - eps, x0 + eps]``,
+    with the bounds rounded exactly as :func:`_project` rounds them."""
+    within = (x_adv >= x0 - eps) & (x_adv <= x0 + eps)  # [B, ...]
+    return within.flatten(1).all(dim=1)
+
+
+def _pgd_until_found_shared(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    idx: torch.Tensor,
+    eps: float,
+    steps: int,
+    step_size: float,
+    prefix: _SharedPrefix,
+) -> torch.Tensor:
+    """:func:`_pgd_until_found` (no random start) for the images ``idx``, continuing each
+    from its shared prefix (:class:`_SharedPrefix`, updated in place).
+
+    Returns ``found`` ``[A]``: True where some iterate was misclassified. The iterates of
+    the prefix were checked at smaller ε (the images ``idx`` survived them); each is
+    checked again here only where the run resumes from it.
+    """
+    x0, ya = x[idx], y[idx]  # [A, ...], [A]
+    xa, done = prefix.start(idx, x0, eps)  # [A, ...], [A]
+    left = steps - done  # [A] steps still to take
+    on_prefix = torch.ones_like(left, dtype=torch.bool)  # [A] iterate is still unclipped
+    found = torch.zeros(idx.numel(), dtype=torch.bool, device=x.device)  # [A]
+    active = torch.arange(idx.numel(), device=x.device)  # [A'] positions still attacked
+    while active.numel():
+        last = left == 0  # [A'] no step left: only the final check
+        if bool(last.all()):
+            with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+                logits, grad = _logits(model, xa), None
+        else:
+            logits, grad = _logits_and_input_gradient(model, xa, ya)
+        wrong = logits.argmax(dim=1) != ya  # [A']
+        found[active[wrong]] = True
+        keep = ~(wrong | last)
+        if not bool(keep.all()):
+            active, xa, x0, ya, left, on_prefix = (
+                active[keep], xa[keep], x0[keep], ya[keep], left[keep], on_prefix[keep])
+            if active.numel() == 0:
+                break
+            grad = grad[keep]
+        raw = xa + step_size * grad.sign()  # [A', ...]
+        xa = _project(raw, x0, eps)
+        if bool(on_prefix.any()):
+            unclipped = raw[on_prefix].clamp_(0.0, 1.0)  # the trajectory of a larger ball
+            inside = _inside(unclipped, x0[on_prefix], eps)  # then equal to xa (exact)
+            rows = idx[active[on_prefix]]
+            prefix.point[rows[inside]] = unclipped[inside]
+            prefix.steps[rows[inside]] += 1
+            prefix.next[rows[~inside]] = unclipped[~inside]
+            prefix.has_next[rows[~inside]] = True
+            on_prefix[on_prefix.clone()] = inside
+        left = left - 1
+    return found
+
+
 def _pgd_accuracy_fast(
     model: nn.Module,
     x: torch.Tensor,
@@ -469,26 +562,36 @@ def _pgd_accuracy_fast(
     steps: int = 40,
     step_size: float = 0.01,
     random_start: bool = False,
+    share_prefix: bool = True,
 ) -> np.ndarray:
     """PGD accuracy over an ε grid, with images broken at a smaller ε kept broken.
 
     ε is processed in increasing order. An image is broken at ε if some PGD iterate at ε or
     at any smaller ε of the grid was misclassified: that perturbation lies inside the larger
     ball, so this is a valid attack at least as strong as PGD at ε alone. Clean errors are
-    broken at every ε. Within a PGD run each image stops as soon as it is broken.
+    broken at every ε. Within a PGD run each image stops as soon as it is broken. Without a
+    random start (and with `share_prefix`), each ε resumes the iterates that no smaller ball
+    clipped (:class:`_SharedPrefix`): the same iterates, fewer gradients.
     """
     steps = _check_steps(steps)
     step_size = _check_step_size(step_size)
     broken = _predict(model, x, batch_size) != y  # [N]
+    prefix = _SharedPrefix(x) if share_prefix and not random_start else None
     unique_eps, inverse = np.unique(grid, return_inverse=True)  # increasing
     accuracy_unique = np.empty(unique_eps.size, dtype=np.float64)
     for k, eps in enumerate(unique_eps):
         if eps > 0:
             idx = torch.nonzero(~broken).flatten()  # [A] survivors so far
             for chunk in idx.split(batch_size):
-                found, _ = _pgd_until_found(
-                    model, x[chunk], y[chunk], float(eps), steps, step_size, random_start, generator
-                )
+                if chunk.numel() == 0:
+                    continue
+                if prefix is not None:
+                    found = _pgd_until_found_shared(
+                        model, x, y, chunk, float(eps), steps, step_size, prefix)
+                else:
+                    found, _ = _pgd_until_found(
+                        model, x[chunk], y[chunk], float(eps), steps, step_size, random_start,
+                        generator)
                 broken[chunk[found]] = True
         accuracy_unique[k] = 1.0 - int(broken.sum()) / len(x)
     return accuracy_unique[inverse.reshape(-1)]

@@ -7,6 +7,7 @@ properties of the L∞ threat model (Nassar et al. 2020, eqs. 6-8).
 
 from __future__ import annotations
 
+import copy
 import gzip
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from powerlaw_lib.attacks import (
+    _pgd_accuracy_fast,
     RobustCurve,
     fgsm,
     gaussian_noise,
@@ -225,6 +227,62 @@ def test_fast_pgd_curve_matches_slow_oracle_and_is_below_naive(trained):
     assert np.all(fast <= naive + 1e-12)
     assert np.all(np.diff(fast) <= 0)
     assert np.all((fast >= 0) & (fast <= 1))
+
+
+class CountingModel(nn.Module):
+    """Wraps a model and counts the images it evaluates (rows of every forward pass)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.images += x.shape[0]
+        return self.model(x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_shared_prefix_pgd_curve_equals_pgd_from_x_at_every_eps(trained, dtype):
+    model, x, y = trained
+    model = CountingModel(copy.deepcopy(model).to(dtype))
+    x, y = x[:300].to(dtype), y[:300]
+    grid = np.round(np.arange(0.0, 0.2, 0.01), 2)  # the α sweep's grid: ε a multiple of η
+    curves, images = {}, {}
+    for share in (False, True):
+        model.images = 0
+        curves[share] = _pgd_accuracy_fast(model, x, y, grid, 128, None, share_prefix=share)
+        images[share] = model.images
+    np.testing.assert_array_equal(curves[True], curves[False])
+    assert curves[True][-1] < curves[True][1] < curves[True][0]  # the attack bites
+    assert images[True] < images[False]  # fewer gradients, same iterates
+
+
+class DriftModel(nn.Module):
+    """Two classes; class 0 wins by a margin of 30 that PGD's steps barely dent, and the
+    loss gradient w.r.t. every coordinate of x has the sign of w (never zero)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.w = torch.linspace(-1.0, 1.0, dim, dtype=torch.float64) + 1e-3  # [D], no zero
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        margin = 30.0 - 1e-3 * (x.double() @ self.w)  # [B]
+        return torch.stack([margin, torch.zeros_like(margin)], dim=1)  # [B, 2]
+
+
+def test_shared_prefix_resumes_where_the_smaller_ball_clipped():
+    # dyadic ε and η: x_j = x + j·η exactly, so iterate j leaves the ball ε = k·η at j = k + 1
+    model = CountingModel(DriftModel(6))
+    x, y = torch.full((4, 6), 0.5, dtype=torch.float64), torch.zeros(4, dtype=torch.long)
+    grid, steps, eta = np.array([1, 2, 3]) / 64, 5, 1 / 64
+    for share, per_image in ((False, 3 * (steps + 1)), (True, 6 + 4 + 3)):
+        model.images = 0
+        curve = _pgd_accuracy_fast(model, x, y, grid, 4, None, steps=steps, step_size=eta,
+                                   share_prefix=share)
+        np.testing.assert_array_equal(curve, [1.0, 1.0, 1.0])
+        assert model.images == 4 * (1 + per_image)  # + the clean prediction
+    # ε = 1/64: 5 steps from x_0 (+ final check); 2/64: resumes at x_2, the step that left
+    # the first ball; 3/64: resumes at x_3
 
 
 class BumpModel(nn.Module):
