@@ -24,7 +24,9 @@ Measures, in one process, and prints a table; writes ``benchmarks/results.json``
   allocator) over the library's, same weights and batch; the other CNN methods' ratios in
   ``details["cnn_speed"]`` (:mod:`benchmarks.cnn`).
 - ``cnn_pgd_curve_in_epochs`` -- the CNN's PGD-40 accuracy curve (12 ε, 2,000 images) of a
-  briefly trained vanilla CNN, in units of one vanilla CNN training epoch at batch 6000.
+  briefly trained vanilla CNN, in units of one vanilla CNN training epoch at batch 6000;
+  ``details["cnn_pgd"]["pgd_shared_prefix_speedup"]``: the same curve with every ε started
+  from x, over the library's (each ε resumes the iterates no smaller ball clipped).
 - ``costs`` (a section of its own) -- seconds per step, refresh and evaluation of every
   cost class of the chapters' grids, and as multiples of a GEMM (:mod:`benchmarks.costs`),
   read by `powerlaw_lib.costs.estimate_seconds`.
