@@ -23,8 +23,9 @@ from .evaluation import metric_name
 from .grids import ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
-__all__ = ["FAMILIES", "GERUM_CLAIMS", "Trend", "alpha_claims", "best_target", "family_of",
-           "last_layer_metric", "read_eps", "sweep_groups", "target_values", "trend"]
+__all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "Trend", "alpha_claims",
+           "alpha_metric", "best_target", "family_of", "last_layer_metric", "read_eps",
+           "reached_targets", "sweep_groups", "target_gaps", "target_values", "trend"]
 
 #: Penalty families of the sweep, by `RunConfig.regularizer`.
 FAMILIES = {"slope": "slope", "spectral": "eq2"}
@@ -32,6 +33,8 @@ FAMILIES = {"slope": "slope", "spectral": "eq2"}
 UNREGULARIZED_RANGE = (1.4, 2.1)
 #: The range of α* at which Gerum et al. find dense networks best (claim 1).
 DENSE_BEST_RANGE = (2.0, 3.0)
+#: A target α* counts as reached when the mean measured α̂ lies within this distance of it.
+REACH_TOLERANCE = 0.25
 
 Targets = dict  # float | None -> list[Result]
 SweepGroups = dict  # setting -> family -> Targets
@@ -85,6 +88,28 @@ def read_eps(setting: str) -> float:
 def last_layer_metric(runs: Sequence[Result], metric: str) -> str:
     """Key of a per-layer metric (e.g. "alpha_gerum", "alpha") of the last hidden layer."""
     return f"layer{len(runs[0].config.hidden_widths)}_{metric}"
+
+
+def alpha_metric(targets: Targets, fit: str = "alpha_gerum") -> str:
+    """Key of the measured exponent of the last hidden layer for the runs of `targets`:
+    `fit` "alpha_gerum" (Gerum's fit, ranks 6..50) or "alpha" (Stringer's weighted fit)."""
+    runs = next((rs for rs in targets.values() if rs), None)
+    if runs is None:
+        raise ValueError("targets must hold at least one run")
+    return last_layer_metric(runs, fit)
+
+
+def target_gaps(targets: Targets, fit: str = "alpha_gerum") -> dict[float, float]:
+    """|mean over seeds of the measured α̂ − α*| for each regularized α* of `targets`."""
+    metric = alpha_metric(targets, fit)
+    return {a: abs(float(metric_values(runs, metric).mean()) - a)
+            for a, runs in targets.items() if a is not None}
+
+
+def reached_targets(targets: Targets, tolerance: float = REACH_TOLERANCE,
+                    fit: str = "alpha_gerum") -> list[float]:
+    """The regularized α* whose mean measured α̂ lies within `tolerance` of the target."""
+    return [a for a, gap in target_gaps(targets, fit).items() if gap <= tolerance]
 
 
 def target_values(targets: Targets, metric: str) -> tuple[np.ndarray, list[np.ndarray]]:

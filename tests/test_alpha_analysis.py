@@ -79,6 +79,23 @@ def test_trend_is_the_least_squares_slope_with_its_standard_error():
                                "clean_accuracy").slope)
 
 
+def test_target_gaps_and_reached_targets_read_the_last_layer_exponent():
+    # α̂ follows α* up to 2.3, then saturates: within 0.25 up to 2.5, within 0.1 up to 2
+    results = _results(_paper_like, _pgd_like, alpha_hat=lambda a: min(a, 2.3), jitter=0.0)
+    groups = aa.sweep_groups(results)
+    deep = groups["deep"]["slope"]
+    assert aa.alpha_metric(deep) == "layer3_alpha_gerum"
+    assert aa.alpha_metric(groups["shallow"]["slope"], "alpha") == "layer1_alpha"
+    gaps = aa.target_gaps(deep)
+    assert list(gaps) == list(grids.ALPHA_TARGETS)
+    assert gaps[1.0] == pytest.approx(0) and gaps[5.0] == pytest.approx(2.7)
+    assert aa.reached_targets(deep) == [0.5, 1.0, 1.5, 2.0, 2.5]
+    assert aa.reached_targets(deep, tolerance=0.1) == [0.5, 1.0, 1.5, 2.0]
+    assert aa.target_gaps(deep, fit="alpha")[1.0] == pytest.approx(0.1)  # Stringer: α̂ + 0.1
+    with pytest.raises(ValueError, match="targets"):
+        aa.alpha_metric({})
+
+
 def test_every_claim_holds_on_paper_like_results():
     groups = aa.sweep_groups(_results(_paper_like, _pgd_like))
     claims = aa.alpha_claims(groups)
