@@ -31,9 +31,12 @@ from .config import TRAIN_SIZES, RunConfig
 from .store import ResultStore
 
 __all__ = ["Estimate", "cost_class", "estimate_seconds", "estimator", "grid_estimate", "BENCH_RESULTS",
-           "GridSummary", "grid_summary", "store_cost_table"]
+           "CHAPTER_BUDGET_HOURS", "GridSummary", "budget_verdict", "grid_hours", "grid_summary",
+           "store_cost_table"]
 
 BENCH_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results.json"
+#: CPU-hours of this machine that a chapter's grid should take (the deep chapter and the α sweep).
+CHAPTER_BUDGET_HOURS = 12.0
 #: Training fields that do not change the cost of an epoch.
 _COST_NEUTRAL = frozenset({"seed", "alpha", "layer_alphas", "beta", "tau", "lr", "optimizer",
                            "epochs", "slope_ranks", "local_epochs"})
@@ -150,6 +153,23 @@ def grid_estimate(configs: Iterable[RunConfig], store: ResultStore, *,
     estimates = [estimate(c) for c in configs]
     known = [e.seconds for e in estimates if e.known]
     return estimates, float(sum(known)), len(estimates) - len(known)
+
+
+def grid_hours(configs: Iterable[RunConfig], store: ResultStore, *,
+               bench: Path | None = BENCH_RESULTS) -> float:
+    """Estimated CPU-hours of a whole grid, stored runs included (`estimate_seconds` for
+    each: from the stored runs of its cost class where there are any, else `make bench`);
+    NaN when a config has no estimate."""
+    _, total, unknown = grid_estimate(configs, store, bench=bench)
+    return float("nan") if unknown else total / 3600
+
+
+def budget_verdict(hours: float, budget_hours: float = CHAPTER_BUDGET_HOURS) -> str:
+    """Words for a chapter: is `hours` within `budget_hours` ("within"), beyond it
+    ("above") or unknown (NaN: "not yet known against")?"""
+    if math.isnan(hours):
+        return "not yet known against"
+    return "within" if hours <= budget_hours else "above"
 
 
 @dataclass(frozen=True)

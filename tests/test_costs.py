@@ -8,8 +8,8 @@ import pytest
 from powerlaw_lib import __main__ as cli
 from powerlaw_lib import grids
 from powerlaw_lib.config import RunConfig
-from powerlaw_lib.costs import (cost_class, estimate_seconds, grid_estimate,
-                                unloaded_epoch_seconds)
+from powerlaw_lib.costs import (budget_verdict, cost_class, estimate_seconds, grid_estimate,
+                                grid_hours, unloaded_epoch_seconds)
 from powerlaw_lib.store import Result, ResultStore
 
 BASE = RunConfig(hidden=(64,), batch_size=100, epochs=10, train_subset=1000)
@@ -53,6 +53,17 @@ def test_benchmark_costs_are_used_and_rescaled_by_the_gemm_time(tmp_path):
     _, total, unknown = grid_estimate([BASE, BASE.replace(hidden=(128,))], ResultStore(tmp_path / "s"),
                                       bench=bench)
     assert total == pytest.approx(e.seconds) and unknown == 1
+
+
+def test_grid_hours_sum_stored_and_missing_runs_and_judge_the_budget(tmp_path):
+    store = ResultStore(tmp_path)
+    _stored(store, BASE.replace(seed=0), [3.0] * 10)  # 30 s + 7 s evaluation
+    grid = [BASE.replace(seed=0), BASE.replace(seed=1, epochs=20)]  # the second not stored
+    assert grid_hours(grid, store, bench=None) == pytest.approx((37.0 + 67.0) / 3600)
+    assert math.isnan(grid_hours([*grid, BASE.replace(hidden=(128,))], store, bench=None))
+    assert budget_verdict(11.9) == "within" and budget_verdict(12.0) == "within"
+    assert budget_verdict(12.1) == "above" and budget_verdict(3.0, budget_hours=2.0) == "above"
+    assert budget_verdict(float("nan")) == "not yet known against"
 
 
 def test_list_and_status_summarize_every_grid(tmp_path, capsys):
