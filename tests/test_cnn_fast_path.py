@@ -71,3 +71,43 @@ def test_fast_cnn_matches_the_baseline_in_values_and_gradients(whiten, in_channe
         assert a.shape == b.shape and _rel(a, b) < 1e-10
     for name, grad in out_slow[3].items():
         assert _rel(out_fast[3][name], grad) < 1e-10, name
+
+
+def test_fast_cnn_input_gradient_and_double_backward_match_the_baseline():
+    """float64: ∇_x of the loss (what PGD uses) and the gradient of its squared norm with
+    respect to the weights (a double backward, as the Jacobian penalty takes) agree to
+    rounding: the channels-last gradient hand-off is differentiable and exact."""
+    fast, slow = _pair(False)
+    fast, slow = fast.double(), slow.double()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(64, 1, 28, 28, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 10, (64,), generator=g)
+    out = []
+    for model in (fast, slow):
+        model.zero_grad(set_to_none=True)
+        xr = x.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad(F.cross_entropy(model(xr), y), xr, create_graph=True)
+        gx.pow(2).sum().backward()
+        out.append((gx.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    assert _rel(out[0][0], out[1][0]) < 1e-10
+    for name, grad in out[1][1].items():
+        assert _rel(out[0][1][name], grad) < 1e-10, name
+
+
+def test_pooled_conv_outputs_receive_channels_last_gradients():
+    """The gradient reaching every conv block's (pooled, activated) output is channels-last
+    like the output itself, so max-pool's backward copies neither the gradient nor the conv
+    output to a common layout (`models._ChannelsLastGrad`)."""
+    torch.manual_seed(0)
+    model = CNN(in_channels=1, image_size=28, hidden=32)
+    layouts = []
+
+    def watch(module, inputs, output):
+        output.register_hook(lambda g: layouts.append(
+            g.is_contiguous(memory_format=torch.channels_last)))
+
+    for block in model.conv_blocks:
+        block[2].register_forward_hook(watch)  # the activation, after the pool
+    logits, hs = model.forward_with_hidden(torch.rand(8, 1, 28, 28))
+    (logits.sum() + sum(h.pow(2).sum() for h in hs)).backward()
+    assert layouts == [True, True]
