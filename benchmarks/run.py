@@ -37,6 +37,12 @@ Measures, in one process, and prints a table; writes ``benchmarks/results.json``
   MLP (penalty on all three hidden layers). One cold start every ``restart_every`` steps is
   included (amortised). Lower is better; the goal is <= 2.
 
+Every step, epoch and curve timed in this process runs as `powerlaw_lib.training.train` runs
+it: with :func:`powerlaw_lib.hardware.keep_freed_memory` on (set once at the start, since it
+is process-wide; before, it went on only when the first epoch figure called `train`, so the
+step figures timed before it ran with glibc's defaults). The CNN baseline of
+``cnn_step_speedup_vs_baseline`` keeps glibc's defaults in a process of its own.
+
 Absolute times are this machine's; ratios are what carries over. See
 :mod:`benchmarks.flops` for exactly which FLOPs are counted.
 
@@ -63,7 +69,7 @@ import torch
 
 from powerlaw_lib.config import EPS_GRID, RunConfig
 from powerlaw_lib.experiments import load_data
-from powerlaw_lib.hardware import cpu_capability, has_native_bf16
+from powerlaw_lib.hardware import cpu_capability, has_native_bf16, keep_freed_memory
 
 from .cnn import cnn_pgd_figures, cnn_speed_figures
 from .costs import cost_figures, grid_cost_classes
@@ -114,6 +120,7 @@ EMULATED_BF16_GEMM_SIZE = 512
 def run(quick: bool = False, bf16: bool | None = None) -> dict:
     """All measurements; `bf16=None` times the bf16 paths only where they are native."""
     start = time.perf_counter()
+    keep_freed_memory()  # as `train` does (process-wide)
     native = has_native_bf16()
     bf16 = native if bf16 is None else bf16
     results: dict = {"machine": machine_description(), "quick": quick,
