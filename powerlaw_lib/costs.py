@@ -31,7 +31,7 @@ from .config import TRAIN_SIZES, RunConfig
 from .store import ResultStore
 
 __all__ = ["Estimate", "cost_class", "estimate_seconds", "estimator", "grid_estimate", "BENCH_RESULTS",
-           "CHAPTER_BUDGET_HOURS", "GridSummary", "budget_verdict", "grid_hours", "grid_summary",
+           "CHAPTER_BUDGET_HOURS", "GridSummary", "budget_texts", "budget_verdict", "grid_hours", "grid_summary",
            "store_cost_table"]
 
 BENCH_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results.json"
@@ -170,6 +170,17 @@ def budget_verdict(hours: float, budget_hours: float = CHAPTER_BUDGET_HOURS) -> 
     if math.isnan(hours):
         return "not yet known against"
     return "within" if hours <= budget_hours else "above"
+
+
+def budget_texts(configs: Iterable[RunConfig], store: ResultStore, *,
+                 bench: Path | None = BENCH_RESULTS,
+                 budget_hours: float = CHAPTER_BUDGET_HOURS) -> dict[str, str]:
+    """A chapter's cost sentence as glue values: ``grid_hours`` (`grid_hours`, one
+    decimal; "nan" when unknown), ``budget_verdict`` (`budget_verdict`) and
+    ``budget_hours``."""
+    hours = grid_hours(configs, store, bench=bench)
+    return {"grid_hours": f"{hours:.1f}", "budget_verdict": budget_verdict(hours, budget_hours),
+            "budget_hours": f"{budget_hours:g}"}
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 from powerlaw_lib import __main__ as cli
 from powerlaw_lib import grids
 from powerlaw_lib.config import RunConfig
-from powerlaw_lib.costs import (budget_verdict, cost_class, estimate_seconds, grid_estimate,
+from powerlaw_lib.costs import (budget_texts, budget_verdict, cost_class, estimate_seconds, grid_estimate,
                                 grid_hours, unloaded_epoch_seconds)
 from powerlaw_lib.store import Result, ResultStore
 
@@ -64,6 +64,11 @@ def test_grid_hours_sum_stored_and_missing_runs_and_judge_the_budget(tmp_path):
     assert budget_verdict(11.9) == "within" and budget_verdict(12.0) == "within"
     assert budget_verdict(12.1) == "above" and budget_verdict(3.0, budget_hours=2.0) == "above"
     assert budget_verdict(float("nan")) == "not yet known against"
+    assert budget_texts(grid, store, bench=None) == {
+        "grid_hours": "0.0", "budget_verdict": "within", "budget_hours": "12"}
+    assert budget_texts(grid, store, bench=None, budget_hours=0.02)["budget_verdict"] == "above"
+    unknown = budget_texts([*grid, BASE.replace(hidden=(128,))], store, bench=None)
+    assert unknown["grid_hours"] == "nan" and unknown["budget_verdict"] == "not yet known against"
 
 
 def test_list_and_status_summarize_every_grid(tmp_path, capsys):
