@@ -11,6 +11,7 @@ the last hidden layer. Evaluation runs in fp32 whatever precision the run traine
 from __future__ import annotations
 
 import time
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -146,7 +147,8 @@ def _round(a: np.ndarray, digits: int = 4) -> list:
 def stage_weights(config: RunConfig, n_test: int) -> dict[str, float]:
     """Expected work of each evaluation stage, in image-gradient passes (forward + backward
     of one image), for progress estimates: spectra, FGSM, PGD (without its early stops),
-    noise, the attack-strength check and the sensitivity maps."""
+    noise, the attack-strength check and the sensitivity maps. `evaluate` refines the PGD
+    and strength-check figures from the curves measured before them (`early_stop_work`)."""
     n_pgd = min(config.pgd_subset or n_test, n_test)
     n_strength = min(config.strength_subset or n_pgd, n_pgd)
     return {
@@ -161,24 +163,60 @@ def stage_weights(config: RunConfig, n_test: int) -> dict[str, float]:
     }
 
 
-class EvaluationProgress:
-    """Prints each evaluation stage as it starts, with the time left estimated from the
-    stages' expected work (`stage_weights`) and the time the finished ones took."""
+def early_stop_work(eps: Sequence[float], known_eps: Sequence[float],
+                    known_accuracy: Sequence[float], n_images: int, steps_per_image: float
+                    ) -> float:
+    """Expected image-gradient passes of an early-stopping attack over `eps` on `n_images`:
+    one check per image and ε, plus `steps_per_image` for the images a weaker attack
+    measured before it left correct (`known_accuracy` over `known_eps`, interpolated).
+    A stronger attack breaks at least those images, so this is roughly an upper bound;
+    without a weaker attack's curve, every image is counted as surviving."""
+    if len(known_eps) == 0:
+        return float(n_images * len(eps) * (1 + steps_per_image))
+    order = np.argsort(known_eps)
+    survivors = np.interp(np.asarray(eps, dtype=float), np.asarray(known_eps, dtype=float)[order],
+                          np.asarray(known_accuracy, dtype=float)[order])  # [E] in [0, 1]
+    return float(n_images * (len(survivors) + steps_per_image * survivors.sum()))
 
-    def __init__(self, weights: dict[str, float], label: str, print_fn=print) -> None:
-        self.weights, self.label, self.print = weights, label, print_fn
-        self.start = time.perf_counter()
-        self.done = 0.0
+
+class EvaluationProgress:
+    """Prints each evaluation stage as it starts, with the time left: the remaining stages'
+    expected work (`stage_weights`, refined with `refine`) at the rate of the finished
+    attack stages. The spectra stage is not timed into that rate (its work is not gradient
+    passes), so the first estimate comes once an attack stage has finished."""
+
+    UNRATED = ("spectra",)
+
+    def __init__(self, weights: dict[str, float], label: str, print_fn=print,
+                 clock=time.perf_counter) -> None:
+        self.weights, self.label, self.print, self.clock = dict(weights), label, print_fn, clock
+        self.start = self.clock()
+        self.current: str | None = None
+        self.current_start = self.start
+        self.rated_seconds = 0.0   # time spent in finished stages outside UNRATED
+        self.rated_work = 0.0      # their expected work
+        self.finished: set[str] = set()
+
+    def refine(self, name: str, work: float) -> None:
+        """Replace the expected work of a stage not yet started."""
+        if name in self.finished or name == self.current:
+            raise ValueError(f"stage {name!r} has already started")
+        self.weights[name] = float(work)
 
     def stage(self, name: str) -> None:
-        elapsed = time.perf_counter() - self.start
-        total = sum(self.weights.values())
-        left = (f", about {elapsed * (total - self.done) / self.done:.0f} s left"
-                if self.done > 0 else "")
+        now = self.clock()
+        if self.current is not None:
+            self.finished.add(self.current)
+            if self.current not in self.UNRATED:
+                self.rated_seconds += now - self.current_start
+                self.rated_work += self.weights[self.current]
+        self.current, self.current_start = name, now
+        remaining = sum(w for n, w in self.weights.items() if n not in self.finished)
+        left = (f", about {self.rated_seconds / self.rated_work * remaining:.0f} s left"
+                if self.rated_work > 0 else "")
         index = list(self.weights).index(name) + 1
         self.print(f"  evaluating {self.label}: [{index}/{len(self.weights)}] {name} "
-                   f"({elapsed:.0f} s so far{left})", flush=True)
-        self.done += self.weights[name]
+                   f"({now - self.start:.0f} s so far{left})", flush=True)
 
 
 def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: torch.Tensor,
@@ -192,6 +230,10 @@ def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: 
     def stage(name: str) -> None:
         if tracker is not None:
             tracker.stage(name)
+
+    def refine(name: str, work: float) -> None:
+        if tracker is not None:
+            tracker.refine(name, work)
 
     model.eval()
     stage("spectra")
@@ -219,6 +261,8 @@ def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: 
     curves["fgsm"] = ra(model, x_test, y_test, "fgsm", config.fgsm_eps, batch_size=chunk).tolist()
     x_pgd, y_pgd = subset(x_test, y_test, config.pgd_subset, seed=PGD_SUBSET_SEED) \
         if config.pgd_subset and config.pgd_subset < len(x_test) else (x_test, y_test)
+    refine("PGD", early_stop_work(config.pgd_eps, config.fgsm_eps, curves["fgsm"], len(x_pgd),
+                                  config.pgd_steps))
     stage("PGD")
     curves["pgd"] = ra(model, x_pgd, y_pgd, "pgd", config.pgd_eps, batch_size=chunk,
                        steps=config.pgd_steps, step_size=config.pgd_step_size).tolist()
@@ -229,6 +273,11 @@ def evaluate(model: nn.Module, config: RunConfig, x_test: torch.Tensor, y_test: 
     for name, grid in (("fgsm", config.fgsm_eps), ("pgd", config.pgd_eps)):
         for eps, acc in zip(grid, curves[name]):
             metrics[metric_name(name, eps)] = float(acc)
+    if config.strength_eps:
+        n_strength = min(config.strength_subset or len(x_pgd), len(x_pgd))
+        refine("strength check", early_stop_work(
+            config.strength_eps, config.pgd_eps, curves["pgd"], n_strength,
+            config.pgd_steps + config.strength_restarts * config.strength_steps))
     stage("strength check")
     metrics.update(attack_strength_check(model, config, x_pgd, y_pgd, chunk, ra))
     # --- sensitivity maps of the last hidden layer -----------------------------------------

@@ -295,7 +295,31 @@ def test_evaluation_reports_each_stage_with_the_time_left(capsys):
     lines = [l for l in capsys.readouterr().out.splitlines() if "evaluating" in l]
     stages = list(stage_weights(config, len(x_te)))
     assert [l.split("] ")[1].split(" (")[0] for l in lines] == stages
-    assert "s left" not in lines[0] and all("s left" in l for l in lines[1:])
+    # no estimate before an attack stage has finished (the spectra stage sets no rate)
+    assert "s left" not in lines[0] + lines[1] and all("s left" in l for l in lines[2:])
+
+
+def test_time_left_comes_from_the_attack_stages_rate_and_refined_work():
+    from powerlaw_lib.evaluation import EvaluationProgress, early_stop_work
+
+    times = iter([0.0, 0.0, 50.0, 60.0, 80.0])  # start; spectra took 50 s, FGSM 10, PGD 20
+    out = []
+    tracker = EvaluationProgress({"spectra": 1.0, "FGSM": 10.0, "PGD": 400.0, "noise": 5.0},
+                                 "run", print_fn=lambda s, **_: out.append(s),
+                                 clock=lambda: next(times))
+    tracker.stage("spectra")
+    tracker.stage("FGSM")
+    tracker.refine("PGD", 20.0)         # most images broken by FGSM already
+    tracker.stage("PGD")
+    tracker.stage("noise")
+    assert "s left" not in out[1]
+    assert out[2].endswith("(60 s so far, about 25 s left)")  # 1 s per unit x (20 + 5)
+    assert out[3].endswith("(80 s so far, about 5 s left)")
+    with pytest.raises(ValueError, match="PGD"):
+        tracker.refine("PGD", 1.0)
+    # one check per image and ε, plus the steps of the images the weaker attack left correct
+    assert early_stop_work([0.0, 0.1], [0.0, 0.2], [1.0, 0.0], 100, 40) == 100 * (2 + 40 * 1.5)
+    assert early_stop_work([0.1], [], [], 10, 40) == 10 * 41
 
 
 def test_histories_match_to_a_relative_tolerance_and_nothing_looser():
