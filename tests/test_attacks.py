@@ -257,6 +257,23 @@ def test_shared_prefix_pgd_curve_equals_pgd_from_x_at_every_eps(trained, dtype):
     assert images[True] < images[False]  # fewer gradients, same iterates
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fgsm_curve_takes_one_gradient_per_image_and_equals_fgsm_per_eps(trained, dtype):
+    model, x, y = trained
+    model = CountingModel(copy.deepcopy(model).to(dtype))
+    x, y = x[:300].to(dtype), y[:300]
+    grid = [0.1, 0.0, 0.02, 0.05, 0.1, 0.2]  # unsorted, with a repeat and ε = 0
+    model.images = 0
+    fast = robust_accuracy(model, x, y, "fgsm", grid, batch_size=128)
+    assert model.images == 300 * (1 + len(grid))  # one gradient, then a check per ε
+    per_eps = [float((model(fgsm(model, x[i:i + 128], y[i:i + 128], e)).argmax(1)
+                      == y[i:i + 128]).sum()) for e in grid for i in (0, 128, 256)]
+    expected = np.asarray(per_eps).reshape(len(grid), 3).sum(1) / 300
+    np.testing.assert_array_equal(fast, expected)
+    np.testing.assert_array_equal(fast, robust_accuracy_naive(model, x, y, "fgsm", grid, batch_size=128))
+    assert fast[5] < fast[2] < fast[1]  # the attack bites
+
+
 class DriftModel(nn.Module):
     """Two classes; class 0 wins by a margin of 30 that PGD's steps barely dent, and the
     loss gradient w.r.t. every coordinate of x has the sign of w (never zero)."""
