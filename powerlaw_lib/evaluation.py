@@ -146,14 +146,14 @@ def _round(a: np.ndarray, digits: int = 4) -> list:
 
 def stage_weights(config: RunConfig, n_test: int) -> dict[str, float]:
     """Expected work of each evaluation stage, in image-gradient passes (forward + backward
-    of one image), for progress estimates: spectra, FGSM, PGD (without its early stops),
+    of one image; a forward pass alone counts 0.5), for progress estimates: spectra, FGSM, PGD (without its early stops),
     noise, the attack-strength check and the sensitivity maps. `evaluate` refines the PGD
     and strength-check figures from the curves measured before them (`early_stop_work`)."""
     n_pgd = min(config.pgd_subset or n_test, n_test)
     n_strength = min(config.strength_subset or n_pgd, n_pgd)
     return {
         "spectra": 0.5 * n_test,
-        "FGSM": len(config.fgsm_eps) * n_test,
+        "FGSM": (1 + 0.5 * len(config.fgsm_eps)) * n_test,  # one gradient, a check per ε
         "PGD": len(config.pgd_eps) * n_pgd * config.pgd_steps,
         "white noise": 0.5 * len(config.noise_sigma) * n_test,
         "strength check": len(config.strength_eps) * n_strength
