@@ -9,11 +9,12 @@ Commands (run from anywhere; relative paths may also be given from the repositor
   book.py chapter NAME [--params FILE] [-p NAME VALUE ...] [--cached]
       Execute one chapter again; writes build/executed/<profile>/NAME.ipynb and
       NAME_figures/. The profile is the stem of FILE ("book" without FILE).
-  book.py validate [--params params/quick.yml]
+  book.py validate [--params params/quick.yml] [--drafts NAME ...]
       Execute every chapter with the quick parameters, rerun the notebooks with
       pytest --nbval-lax (cells marked "# NBVAL_CHECK_OUTPUT" must reproduce
       their output), build the HTML strictly into build/site/quick/_build/html
-      and check that it opens offline.
+      and check that it opens offline. --drafts adds chapters not yet in the toc
+      (written ahead of their stored runs) to the numbered chapters.
   book.py params NAME
       Show a chapter's parameters cell (names, defaults, what they mean).
   book.py check-offline DIR
@@ -43,6 +44,7 @@ from book_execute import (
     execute_chapter,
     load_params_file,
     toc_chapters,
+    toc_with_drafts,
 )
 from book_offline import offline_problems
 from book_render_check import unrendered_tables
@@ -179,6 +181,9 @@ def command_chapter(args) -> None:
 def command_validate(args) -> None:
     started = time.perf_counter()
     params = args.params or VALIDATE_PARAMS
+    if args.drafts:
+        args.toc = toc_with_drafts(args.toc, args.drafts, REPO / "build" / "toc_validate.yml")
+        print(f"validating with the draft chapter(s) {', '.join(args.drafts)}")
     chapters = toc_chapters(args.toc)
     records = run_chapters(chapters, params, force=args.force, timeout=args.timeout)
     unchecked = [record for record in records if args.force or not record.nbval_passed]
@@ -255,6 +260,9 @@ def parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="quick execution + nbval + strict build")
     validate.add_argument("--params", type=Path, default=None,
                           help=f"parameters file (default {_rel(VALIDATE_PARAMS)})")
+    validate.add_argument("--drafts", nargs="*", default=[], metavar="NAME",
+                          help="draft chapters (book/NAME.md, not yet in the toc) to execute "
+                               "and build as well")
     validate.set_defaults(run=command_validate)
 
     params = commands.add_parser("params", help="show a chapter's parameters cell")

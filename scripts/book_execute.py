@@ -78,6 +78,32 @@ def toc_entries(toc_path: Path) -> list[str]:
     return entries
 
 
+def toc_with_drafts(toc_path: Path, drafts: list[str], out_path: Path,
+                    root: Path = REPO) -> Path:
+    """Write to `out_path` the toc of `toc_path` with the draft chapters ``book/<name>``
+    appended to the chapters of its first numbered part (so their figures are numbered),
+    and return `out_path`. Drafts are chapters written ahead of their stored runs: `make
+    test` executes and builds them with the quick parameters, `make book` leaves them out
+    until they join `_toc.yml`. A draft must exist and not be in the toc already."""
+    toc = yaml.safe_load(Path(toc_path).read_text()) or {}
+    listed = set(toc_entries(toc_path))
+    for name in drafts:
+        entry = f"book/{name}"
+        if entry in listed:
+            raise ValueError(f"draft chapter {name!r} is already in {toc_path}")
+        if resolve_entry(entry, root) is None:
+            raise FileNotFoundError(f"draft chapter {name!r}: no file {entry}.md in {root}")
+    parts = toc.get("parts") or []
+    part = next((p for p in parts if p.get("numbered")), parts[0] if parts else None)
+    if part is None:
+        raise ValueError(f"{toc_path} has no parts to add draft chapters to")
+    part.setdefault("chapters", []).extend({"file": f"book/{name}"} for name in drafts)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text("# generated: " + f"{Path(toc_path).name} with the draft chapters "
+                        + ", ".join(drafts) + "\n" + yaml.safe_dump(toc, sort_keys=False))
+    return out_path
+
+
 def resolve_entry(entry: str, root: Path = REPO) -> Path | None:
     """The source file of a toc entry (``book/intro`` -> ``book/intro.md``), or None."""
     base = root / entry

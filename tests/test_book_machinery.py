@@ -254,11 +254,15 @@ def test_config_is_strict_offline_and_executes_nothing():
 
 
 def _existing_chapters() -> list[Chapter]:
+    """The toc's notebook chapters and the draft chapters (book/*.md not yet in the toc)."""
     chapters = []
     for entry in toc_entries(REPO / "_toc.yml"):
         path = resolve_entry(entry, REPO)
         if path is not None and book_execute.is_notebook_source(path):
             chapters.append(Chapter(name=path.stem, source=path))
+    listed = {c.name for c in chapters}
+    chapters += [Chapter(name=p.stem, source=p) for p in sorted((REPO / "book").glob("*.md"))
+                 if book_execute.is_notebook_source(p) and p.stem not in listed]
     return chapters
 
 
@@ -424,3 +428,34 @@ def test_the_status_page_names_the_commit_and_the_stored_runs_each_chapter_read(
     assert "| 22 of 22 |" in rows[0]           # the shallow grid, all stored
     assert "| — |" in rows[1]                  # no grid
     assert "| fresh folder |" in rows[2]
+
+
+def test_draft_chapters_join_the_numbered_part_of_a_generated_toc(tmp_path):
+    from book_execute import toc_with_drafts
+
+    out = toc_with_drafts(REPO / "_toc.yml", ["deep", "alpha_sweep"], tmp_path / "toc.yml")
+    entries = toc_entries(out)
+    numbered = next(p for p in yaml.safe_load(out.read_text())["parts"] if p.get("numbered"))
+    files = [c["file"] for c in numbered["chapters"]]
+    assert files[-2:] == ["book/deep", "book/alpha_sweep"]  # numbered, after the others
+    assert set(toc_entries(REPO / "_toc.yml")) < set(entries)  # nothing dropped
+    assert "book/deep" not in toc_entries(REPO / "_toc.yml")  # _toc.yml itself unchanged
+    with pytest.raises(FileNotFoundError, match="nosuch"):
+        toc_with_drafts(REPO / "_toc.yml", ["nosuch"], tmp_path / "t2.yml")
+    with pytest.raises(ValueError, match="shallow"):
+        toc_with_drafts(REPO / "_toc.yml", ["shallow"], tmp_path / "t3.yml")
+
+
+def test_make_test_validates_every_draft_chapter_with_quick_parameters():
+    """Every chapter source not in _toc.yml is a draft that `make test` validates, and each
+    draft has a quick section."""
+    makefile = (REPO / "Makefile").read_text()
+    drafts = next(line.split(":=")[1].split() for line in makefile.splitlines()
+                  if line.startswith("DRAFTS"))
+    listed = {Path(e).name for e in toc_entries(REPO / "_toc.yml")}
+    sources = {p.stem for p in (REPO / "book").glob("*.md")
+               if book_execute.is_notebook_source(p)}
+    assert set(drafts) == sources - listed
+    assert "--drafts $(DRAFTS)" in makefile
+    quick = load_params_file(REPO / "params" / "quick.yml")
+    assert all(name in quick for name in drafts)
