@@ -15,7 +15,8 @@
                 without training; the others are retrained deterministically, and a
                 retrained model must reproduce the stored training history (losses
                 to a relative 1e-6, accuracies to 1e-4)
-                (--cached-only skips them instead)
+                (--cached-only skips them instead; --replace replaces a stored
+                training that does not reproduce, as `retrain` does)
   retrain GRID  give every stored run of the grid a cached model (for `evaluate` and
                 `audit`): a run whose model is not cached is trained anew; when the new
                 training does not reproduce the stored history (SpecReg on another CPU),
@@ -129,6 +130,10 @@ def _parser() -> argparse.ArgumentParser:
                          "one method before the next), so whole methods finish first")
     ap.add_argument("--cached-only", action="store_true",
                     help="evaluate: only configs whose trained model is cached (never train)")
+    ap.add_argument("--replace", action="store_true",
+                    help="evaluate: where a retrained model does not reproduce the stored "
+                         "training (another CPU), replace that training's stored results "
+                         "and audits (moved to superseded/) instead of refusing")
     return ap
 
 
@@ -223,11 +228,29 @@ def _run(args: argparse.Namespace, configs: list, store: ResultStore, executor) 
     if args.order == "method":  # all seeds of a method before the next method
         missing = _method_order(configs, missing)
     todo = missing[: args.limit] if args.limit else missing
+    if args.command == "evaluate" and args.replace:
+        return _evaluate_replacing(args, configs, todo, store)
     try:
         run_grid(todo, store, executor=executor)
     except GridRunError as err:
         print(err)
         return 1
+    print(f"{args.grid}: {len(todo)} run(s) finished; "
+          f"{len(store.missing(configs))} still missing")
+    return 0
+
+
+def _evaluate_replacing(args: argparse.Namespace, configs: list, todo: list,
+                        store: ResultStore) -> int:
+    """`evaluate --replace`: the configs one by one on this machine, one line each."""
+    from .experiments import evaluate_replacing
+
+    if args.scheduler or args.jobs != 1:
+        raise SystemExit("evaluate --replace runs on this machine only (no --scheduler, "
+                         "--jobs 1): a replaced training's model is cached here")
+    for config in todo:
+        outcome = evaluate_replacing(config, store)
+        print(f"{config.key}  {outcome}  {config.label}", flush=True)
     print(f"{args.grid}: {len(todo)} run(s) finished; "
           f"{len(store.missing(configs))} still missing")
     return 0

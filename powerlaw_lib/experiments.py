@@ -160,7 +160,8 @@ def stored_history(config: RunConfig, store: ResultStore) -> list[dict[str, floa
 
 def _supersede_training(config: RunConfig, store: ResultStore, before: list[dict[str, Any]],
                         history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Move every stored result trained like `config` to the store's superseded folder."""
+    """Move every stored result trained like `config` to the store's superseded folder, and
+    the audits of those results to the audits' superseded folder."""
     epoch = first_difference(before, history)
     row_old, row_new = before[epoch - 1], history[epoch - 1]
     cpu = platform.processor() or platform.machine()
@@ -173,9 +174,11 @@ def _supersede_training(config: RunConfig, store: ResultStore, before: list[dict
     for r in list(store):
         if r.config.training_key == config.training_key:
             store.supersede(r.config, note)
+            audits = store.supersede_audits(r.config, note)
             moved.append({"key": r.key, "finished": r.provenance.get("finished"),
                           "git_commit": r.provenance.get("git_commit"),
-                          "clean_accuracy": r.metrics.get("clean_accuracy"), **note})
+                          "clean_accuracy": r.metrics.get("clean_accuracy"),
+                          **({"audits": audits} if audits else {}), **note})
     return moved
 
 
@@ -269,6 +272,33 @@ def retrain(config: RunConfig, store: ResultStore | str | os.PathLike, *,
             return "reproduced"
         _train_and_evaluate(config, store, progress, None, {"replaces": moved})
     return "replaced"
+
+
+def evaluate_replacing(config: RunConfig, store: ResultStore | str | os.PathLike, *,
+                       progress: bool = True) -> str:
+    """Store the result of `config`, a new evaluation setting of a training, even where the
+    stored training does not reproduce on this machine.
+
+    `run` evaluates `config` on the cached model, or retrains it and refuses (stores
+    nothing) when the retraining does not reproduce the stored history of the same training
+    key. Here such a training is replaced instead: `retrain` on the stored config of that
+    training key moves every stored result of it (and their audits) to the superseded
+    folders and evaluates that config anew on the new network; then `config` is evaluated
+    on the same network, from the model cache. Returns "stored" (nothing to do),
+    "evaluated" (cached or reproduced model), "replaced", or "trained" (no stored run of
+    that training: trained like `run`).
+    """
+    store = store if isinstance(store, ResultStore) else ResultStore(store)
+    if config in store:
+        return "stored"
+    twin = next((r.config for r in store if r.config.training_key == config.training_key),
+                None)
+    outcome = "trained" if twin is None else "evaluated"
+    if twin is not None and config not in ModelCache(store.models_path):
+        if retrain(twin, store, progress=progress) == "replaced":
+            outcome = "replaced"
+    run(config, store, progress=progress)
+    return outcome
 
 
 def _train_and_evaluate(config: RunConfig, store: ResultStore, progress: bool,

@@ -211,6 +211,23 @@ class ResultStore:
         source.unlink()
         return target
 
+    def supersede_audits(self, config: RunConfig, note: dict[str, Any]) -> list[str]:
+        """Move the audits of `config` (``<audits_path>/<key>-<spec>.json``, see
+        `audits.AuditStore`) to ``<audits_path>/superseded/``, each with `note` as its
+        ``"superseded"`` entry, and return their file names. Called with `supersede`: an
+        audit attacked the network that a retraining replaced, so it must not stand beside
+        the new result. Each archive copy is written before its original is removed."""
+        moved = []
+        for source in sorted(self.audits_path.glob(f"{config.key}-*.json")):
+            data = json.loads(source.read_text())
+            data["superseded"] = note
+            target = self.audits_path / "superseded" / source.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(target, json.dumps(data, indent=1, allow_nan=False) + "\n")
+            source.unlink()
+            moved.append(source.name)
+        return moved
+
     def put(self, result: Result) -> Path:
         """Write `result` atomically. Refuses to replace an existing, different result."""
         self.path.mkdir(parents=True, exist_ok=True)

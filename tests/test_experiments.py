@@ -154,6 +154,39 @@ def test_retrain_reproduces_or_supersedes_and_never_loses_a_result(tmp_path):
                      "--set", "width=50", "--set", "batch_size=100"]) == 0  # nothing stored
 
 
+def test_evaluate_replacing_replaces_an_unreproduced_training_and_its_audits(tmp_path):
+    from powerlaw_lib.experiments import evaluate_replacing, histories_match
+
+    store = ResultStore(tmp_path / "results")
+    first = run(SMALL, store, progress=False)
+    audit = store.audits_path / f"{SMALL.key}-spec.json"
+    audit.parent.mkdir(parents=True)
+    audit.write_text(json.dumps({"run_key": SMALL.key, "worst_case": [0.5]}))
+    (tmp_path / "models" / f"{SMALL.training_key}.pt").unlink()      # another session
+    path = store.result_path(SMALL)
+    raw = json.loads(path.read_text())
+    raw["history"][1]["loss"] *= 1.01             # a stored history this machine cannot match
+    path.write_text(json.dumps(raw))
+    asked = SMALL.replace(pgd_steps=5)             # a new evaluation setting of that training
+    assert evaluate_replacing(asked, store, progress=False) == "replaced"
+    new, extra = store.get(SMALL), store.get(asked)
+    assert [r["key"] for r in new.provenance["replaces"]] == [SMALL.key]
+    assert new.provenance["replaces"][0]["audits"] == [audit.name]
+    assert extra.provenance["model_from_cache"] and extra.history == new.history
+    assert histories_match(new.history, first.history)               # the real retraining
+    assert not audit.exists()                      # the audit of the old network is archived
+    archived = json.loads((store.audits_path / "superseded" / audit.name).read_text())
+    assert archived["worst_case"] == [0.5] and "differs from epoch 2" in archived["superseded"]["reason"]
+    assert [r.key for r in store.superseded()] == [SMALL.key]
+    assert evaluate_replacing(asked, store, progress=False) == "stored"
+    assert evaluate_replacing(SMALL.replace(pgd_steps=7), store, progress=False) == "evaluated"
+    with pytest.raises(SystemExit, match="--replace"):
+        cli.main(["evaluate", "shallow", "--results", str(store.path), "--replace", "--jobs", "2",
+                  "--set", "seeds=[0]", "--set", "epochs=1", "--set", "betas=[]",
+                  "--set", "no_bn_betas=[]", "--set", "text_lr_check=[]",
+                  "--set", "train_subset=1000", "--set", "width=50", "--set", "batch_size=100"])
+
+
 def test_store_round_trip_and_no_overwrite(spectral_result, tmp_path):
     store = ResultStore(tmp_path)
     path = store.put(spectral_result)
