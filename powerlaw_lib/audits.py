@@ -153,11 +153,27 @@ class AuditStore:
 
 
 def stored_audits(configs: Sequence[RunConfig], audits: AuditStore,
-                  spec: AuditSpec | None = None) -> dict[str, AuditRecord]:
+                  spec: AuditSpec | None = None, store: ResultStore | None = None
+                  ) -> dict[str, AuditRecord]:
     """The stored audits of `configs` under `spec` (default: `AuditSpec()`, the audit
-    chapter's), by config key; configs without one are left out. Nothing is run."""
+    chapter's), by config key; configs without one are left out. Nothing is run.
+
+    An audit attacks a trained network. With `store`, a stored config without an audit of
+    its own takes that of a stored config of the same training key (the same network,
+    evaluated with other settings, e.g. another strength-check sample): stored results of
+    one training key share their history (`experiments.run` refuses a retraining that
+    does not reproduce it, and a replacement supersedes every result of the key together
+    with its audits)."""
     spec = spec or AuditSpec()
     found = {c.key: audits.get(c, spec) for c in configs}
+    if store is not None:
+        twins: dict[str, list[RunConfig]] = {}
+        for r in store:
+            twins.setdefault(r.config.training_key, []).append(r.config)
+        for c in configs:
+            if found[c.key] is None and c in store:
+                found[c.key] = next((a for t in twins.get(c.training_key, [])
+                                     if (a := audits.get(t, spec)) is not None), None)
     return {k: r for k, r in found.items() if r is not None}
 
 

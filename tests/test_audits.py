@@ -103,6 +103,13 @@ def test_missing_audits_are_refused_unless_allowed_and_tabled_once_run(tmp_path)
     found = stored_audits([SMALL, SMALL.replace(seed=5)], audits, SPEC)
     assert list(found) == [SMALL.key] and found[SMALL.key].to_dict() == record.to_dict()
     assert stored_audits([SMALL], audits) == {}                     # another spec: none
+    twin = SMALL.replace(strength_sampling="first")                # same network, other sample
+    assert stored_audits([twin], audits, SPEC) == {}                # not stored: none
+    assert stored_audits([twin], audits, SPEC, store=store) == {}   # not stored: none
+    experiments.run(twin, store, progress=False)                    # evaluated, no training
+    shared = stored_audits([twin, SMALL.replace(seed=5)], audits, SPEC, store=store)
+    assert list(shared) == [twin.key] and shared[twin.key].to_dict() == record.to_dict()
+    assert stored_audits([twin], audits, SPEC) == {}                # without the store: own only
     table = tables.audit_table({"small": record}).splitlines()
     assert len(table) == 2 + len(SPEC.eps)
     assert table[2].startswith("| small | 0.05 |") and table[0].count("|") == 5 + len(SPEC.attacks)
