@@ -191,6 +191,17 @@ class ResultStore:
         for p in sorted(self.superseded_dir.glob("*.json")):
             yield Result.from_dict(json.loads(p.read_text()))
 
+    def replacements(self, configs: Iterable[RunConfig]) -> list[tuple[Result, Result]]:
+        """(superseded result, its replacement) for every superseded result trained like a
+        stored config of `configs` (same training key): the replacement is that config's
+        stored result, the same network's. Oldest superseded file first."""
+        stored: dict[str, RunConfig] = {}
+        for c in configs:
+            if c in self:
+                stored.setdefault(c.training_key, c)
+        return [(old, self.get(stored[old.config.training_key])) for old in self.superseded()
+                if old.config.training_key in stored]
+
     # --- writing ----------------------------------------------------------------------------
     def supersede(self, config: RunConfig, note: dict[str, Any]) -> Path:
         """Move the stored result of `config` to ``superseded/<key>-<finished>.json``.

@@ -178,6 +178,9 @@ def test_evaluate_replacing_replaces_an_unreproduced_training_and_its_audits(tmp
     archived = json.loads((store.audits_path / "superseded" / audit.name).read_text())
     assert archived["worst_case"] == [0.5] and "differs from epoch 2" in archived["superseded"]["reason"]
     assert [r.key for r in store.superseded()] == [SMALL.key]
+    [(old, now)] = store.replacements([asked, SMALL])             # paired by training key
+    assert old.key == SMALL.key and now.key == asked.key and old.history == raw["history"]
+    assert store.replacements([SMALL.replace(seed=3)]) == []       # another training: none
     assert evaluate_replacing(asked, store, progress=False) == "stored"
     assert evaluate_replacing(SMALL.replace(pgd_steps=7), store, progress=False) == "evaluated"
     with pytest.raises(SystemExit, match="--replace"):
