@@ -227,12 +227,16 @@ class ResultStore:
         `audits.AuditStore`) to ``<audits_path>/superseded/``, each with `note` as its
         ``"superseded"`` entry, and return their file names. Called with `supersede`: an
         audit attacked the network that a retraining replaced, so it must not stand beside
-        the new result. Each archive copy is written before its original is removed."""
+        the new result. The archive name adds the audit's finishing time (else the note's),
+        so a run superseded twice keeps both; each archive copy is written before its
+        original is removed."""
         moved = []
         for source in sorted(self.audits_path.glob(f"{config.key}-*.json")):
             data = json.loads(source.read_text())
             data["superseded"] = note
-            target = self.audits_path / "superseded" / source.name
+            finished = (data.get("provenance") or {}).get("finished") or note.get("when")
+            stamp = str(finished or "unknown").replace(":", "")
+            target = self.audits_path / "superseded" / f"{source.stem}-{stamp}.json"
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(target, json.dumps(data, indent=1, allow_nan=False) + "\n")
             source.unlink()

@@ -175,7 +175,8 @@ def test_evaluate_replacing_replaces_an_unreproduced_training_and_its_audits(tmp
     assert extra.provenance["model_from_cache"] and extra.history == new.history
     assert histories_match(new.history, first.history)               # the real retraining
     assert not audit.exists()                      # the audit of the old network is archived
-    archived = json.loads((store.audits_path / "superseded" / audit.name).read_text())
+    [archive] = (store.audits_path / "superseded").glob(f"{audit.stem}-*.json")  # stamped
+    archived = json.loads(archive.read_text())
     assert archived["worst_case"] == [0.5] and "differs from epoch 2" in archived["superseded"]["reason"]
     assert [r.key for r in store.superseded()] == [SMALL.key]
     [(old, now)] = store.replacements([asked, SMALL])             # paired by training key
