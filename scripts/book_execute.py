@@ -7,8 +7,10 @@ with its parameters and written, with its figures, to
 a record ``<chapter>.json`` (hash, parameters, run time) that exists only after a
 successful run.
 
-Caching: a chapter is re-executed only when its source, its parameters or the
-library code (``powerlaw_lib/**/*.py``) changed since its last successful run.
+Caching: a chapter is re-executed only when its source, its parameters, the
+library code (``powerlaw_lib/**/*.py``) or the stored data the chapters read
+(`STORED_DATA`: results, audits, diagnostics, benchmark figures) changed since its
+last successful run.
 
 Parameters files (``params/*.yml``) map a chapter name to its parameter overrides.
 Sections for chapters that the toc does not list are ignored. The string value
@@ -266,13 +268,31 @@ def library_files(root: Path = REPO) -> list[Path]:
     return sorted((root / "powerlaw_lib").rglob("*.py"))
 
 
+#: Stored data that chapters read (relative to the repository root): a new or replaced
+#: result, audit, diagnostic or benchmark figure re-executes the chapters on the next
+#: build. Hidden folders (checkpoints, locks, failure records) are left out.
+STORED_DATA = ("data/results", "data/audits", "data/diagnostics", "benchmarks/results.json")
+
+
+def stored_data_files(root: Path = REPO) -> list[Path]:
+    """The JSON files of `STORED_DATA` under `root`, in a stable order."""
+    files: list[Path] = []
+    for name in STORED_DATA:
+        path = root / name
+        candidates = [path] if path.is_file() else sorted(path.rglob("*.json"))
+        files += [f for f in candidates
+                  if not any(part.startswith(".") for part in f.relative_to(root).parts)]
+    return files
+
+
 def execution_hash(chapter: Chapter, parameters: dict[str, Any], root: Path = REPO) -> str:
-    """Hash of what determines an execution: source, parameters, library code."""
+    """Hash of what determines an execution: source, parameters, library code and the
+    stored data (`stored_data_files`)."""
     digest = hashlib.sha256()
     digest.update(f"cache-version {CACHE_VERSION}\n".encode())
     digest.update(chapter.source.read_bytes())
     digest.update(json.dumps(parameters, sort_keys=True, default=repr).encode())
-    for path in library_files(root):
+    for path in [*library_files(root), *stored_data_files(root)]:
         digest.update(str(path.relative_to(root)).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()

@@ -192,6 +192,29 @@ def test_hash_follows_source_and_parameters(tiny_chapter):
     assert execution_hash(chapter, {"epochs": 1}) != first
 
 
+def test_hash_follows_the_stored_data_but_not_hidden_folders(tiny_chapter, tmp_path):
+    chapter = tiny_chapter()
+    root = tmp_path / "repo"
+    (root / "powerlaw_lib").mkdir(parents=True)
+    (root / "powerlaw_lib" / "m.py").write_text("x = 1\n")
+    results = root / "data" / "results"
+    results.mkdir(parents=True)
+    (results / "a.json").write_text('{"acc": 0.9}')
+    first = execution_hash(chapter, {}, root=root)
+    (results / ".checkpoints").mkdir()
+    (results / ".checkpoints" / "a.json").write_text("{}")       # a checkpoint: no change
+    assert execution_hash(chapter, {}, root=root) == first
+    (results / "a.json").write_text('{"acc": 0.8}')               # a replaced result
+    second = execution_hash(chapter, {}, root=root)
+    assert second != first
+    (root / "data" / "audits" / "superseded").mkdir(parents=True)
+    (root / "data" / "audits" / "superseded" / "b.json").write_text("{}")
+    assert execution_hash(chapter, {}, root=root) != second        # a new (archived) audit
+    (root / "benchmarks").mkdir()
+    (root / "benchmarks" / "results.json").write_text("{}")
+    assert execution_hash(chapter, {}, root=root) != second
+
+
 def test_fresh_tmpdir_marker_becomes_a_new_empty_folder(tmp_path):
     first = substitute_fresh_tmpdirs({"out": FRESH_TMPDIR, "n": 1}, "tiny", "quick", tmp_path)
     assert first["n"] == 1 and Path(first["out"]).is_dir()
