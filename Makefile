@@ -16,7 +16,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 export OMP_NUM_THREADS ?= 2
 export MKL_NUM_THREADS ?= 2
 
-.PHONY: venv test test-lib test-book book chapter bench results clean help
+.PHONY: venv test test-lib test-book book chapter bench clean help
 
 help:
 	@echo "make test    - create .venv, run library tests, validate every chapter and draft (quick parameters), strict book build"
