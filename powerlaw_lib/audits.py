@@ -167,13 +167,11 @@ def stored_audits(configs: Sequence[RunConfig], audits: AuditStore,
     spec = spec or AuditSpec()
     found = {c.key: audits.get(c, spec) for c in configs}
     if store is not None:
-        twins: dict[str, list[RunConfig]] = {}
-        for r in store:
-            twins.setdefault(r.config.training_key, []).append(r.config)
+        twins = store.by_training_key()
         for c in configs:
             if found[c.key] is None and c in store:
                 found[c.key] = next((a for t in twins.get(c.training_key, [])
-                                     if (a := audits.get(t, spec)) is not None), None)
+                                     if (a := audits.get(t.config, spec)) is not None), None)
     return {k: r for k, r in found.items() if r is not None}
 
 

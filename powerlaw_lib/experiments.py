@@ -152,10 +152,7 @@ def first_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int | 
 
 def stored_history(config: RunConfig, store: ResultStore) -> list[dict[str, float]] | None:
     """Training history of any stored run trained exactly like `config` (same training key)."""
-    for r in store:
-        if r.config.training_key == config.training_key:
-            return r.history
-    return None
+    return next((r.history for r in store.trained_like(config)), None)
 
 
 def _supersede_training(config: RunConfig, store: ResultStore, before: list[dict[str, Any]],
@@ -171,14 +168,13 @@ def _supersede_training(config: RunConfig, store: ResultStore, before: list[dict
     note = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason,
             "first_different_epoch": epoch, "by_commit": _git("rev-parse", "HEAD")}
     moved = []
-    for r in list(store):
-        if r.config.training_key == config.training_key:
-            store.supersede(r.config, note)
-            audits = store.supersede_audits(r.config, note)
-            moved.append({"key": r.key, "finished": r.provenance.get("finished"),
-                          "git_commit": r.provenance.get("git_commit"),
-                          "clean_accuracy": r.metrics.get("clean_accuracy"),
-                          **({"audits": audits} if audits else {}), **note})
+    for r in store.trained_like(config):
+        store.supersede(r.config, note)
+        audits = store.supersede_audits(r.config, note)
+        moved.append({"key": r.key, "finished": r.provenance.get("finished"),
+                      "git_commit": r.provenance.get("git_commit"),
+                      "clean_accuracy": r.metrics.get("clean_accuracy"),
+                      **({"audits": audits} if audits else {}), **note})
     return moved
 
 
@@ -291,8 +287,7 @@ def evaluate_replacing(config: RunConfig, store: ResultStore | str | os.PathLike
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     if config in store:
         return "stored"
-    twin = next((r.config for r in store if r.config.training_key == config.training_key),
-                None)
+    twin = next((r.config for r in store.trained_like(config)), None)
     outcome = "trained" if twin is None else "evaluated"
     if twin is not None and config not in ModelCache(store.models_path):
         if retrain(twin, store, progress=progress) == "replaced":
