@@ -255,9 +255,10 @@ def stage_site(
         elif path.is_dir() and not any(path.iterdir()):
             path.rmdir()
     stage_mathjax(site, build)
-    # Sphinx copies the static folder into _static/ (html_static_path, html_js_files).
-    _write_if_changed(site / MATHJAX_STATIC / "figure_links.js",
-                      (book_dir / "static" / "figure_links.js").read_bytes())
+    # Sphinx copies the static folder into _static/ (html_static_path, html_js_files,
+    # html_css_files).
+    for asset in sorted((book_dir / "static").iterdir()):
+        _write_if_changed(site / MATHJAX_STATIC / asset.name, asset.read_bytes())
     return site
 
 
