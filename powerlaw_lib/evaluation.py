@@ -148,8 +148,8 @@ def stage_weights(config: RunConfig, n_test: int) -> dict[str, float]:
     """Expected work of each evaluation stage, in image-gradient passes (forward + backward
     of one image; a forward pass alone counts 0.5), for progress estimates: spectra, FGSM,
     PGD (without its early stops), noise, the attack-strength check and the sensitivity
-    maps. `evaluate` refines the PGD
-    and strength-check figures from the curves measured before them (`early_stop_work`)."""
+    maps. `evaluate` refines the PGD and strength-check figures from the curves measured
+    before them (`early_stop_work`)."""
     n_pgd = min(config.pgd_subset or n_test, n_test)
     n_strength = min(config.strength_subset or n_pgd, n_pgd)
     return {
