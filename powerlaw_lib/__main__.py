@@ -68,7 +68,7 @@ def _summary(store: ResultStore, detailed: bool) -> int:
     from .audits import AuditStore
     from .costs import grid_summary, store_cost_table
 
-    audits = AuditStore(store.audits_path)
+    audits = AuditStore(store.audits_path, store)
     print(f"{'grid':14s} {'runs':>5s} {'stored':>7s} {'missing':>8s} {'failed':>7s} {'audits':>7s}"
           + (f" {'CPU h spent':>12s} {'CPU h to go':>12s}" if detailed else ""))
     for name, fn in CHAPTER_GRIDS.items():
@@ -187,7 +187,7 @@ def _status(grid: str, configs: list, store: ResultStore, params: dict) -> int:
     if grid in CHAPTER_AUDITS:
         from .audits import AuditStore
 
-        audits = AuditStore(store.audits_path)
+        audits = AuditStore(store.audits_path, store)
         pairs = _audit_pairs(grid, configs, params)
         absent = [(c, s) for c, s in pairs if audits.get(c, s) is None]
         print(f"{grid}: {len(pairs) - len(absent)}/{len(pairs)} audits stored in {audits.path}; "
@@ -292,7 +292,7 @@ def _audit(args: argparse.Namespace, configs: list, store: ResultStore, params: 
     from .audits import AuditStore, audit_run
 
     grid = args.grid
-    audits = AuditStore(store.audits_path)
+    audits = AuditStore(store.audits_path, store)
     pairs = _audit_pairs(grid, configs, params)
     unstored = [(c, s) for c, s in pairs if c not in store and audits.get(c, s) is None]
     pairs = [p for p in pairs if p not in unstored]

@@ -127,17 +127,42 @@ class AuditRecord:
 
 
 class AuditStore:
-    """A folder of audits, ``<path>/<run key>-<spec key>.json``."""
+    """A folder of audits, ``<path>/<run key>-<spec key>.json``.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    An audit attacks a trained network, not one evaluation of it. Given `results` (the
+    `ResultStore` the audited runs live in), a stored config without an audit of its own
+    takes the audit of a stored config of the same training key (`RunConfig.training_key`:
+    the same network, evaluated with other settings, e.g. another strength-check sample).
+    That is sound because the stored results of one training key share their network:
+    `experiments.run` refuses a retraining that does not reproduce the stored history, and
+    a replacement supersedes every result of the key together with its audits
+    (`ResultStore.supersede`). Such a record is returned relabelled with the asked config;
+    its provenance's ``"audited_as"`` names the key of the config it was run on.
+    """
+
+    def __init__(self, path: str | os.PathLike, results: ResultStore | None = None) -> None:
         self.path = Path(path)
+        self.results = results
 
     def file(self, config: RunConfig, spec: AuditSpec) -> Path:
         return self.path / f"{config.key}-{spec.key}.json"
 
     def get(self, config: RunConfig, spec: AuditSpec) -> AuditRecord | None:
+        """The audit of `config`'s network under `spec`: its own, else (with `results`, for a
+        stored `config`) that of a stored config of the same training key; else None."""
         path = self.file(config, spec)
-        return AuditRecord.from_dict(json.loads(path.read_text())) if path.exists() else None
+        if path.exists():
+            return _read_audit(path)
+        if self.results is None or config not in self.results:
+            return None
+        for other in sorted(self.path.glob(f"*-{spec.key}.json")):
+            record = _read_audit(other)
+            if (record.config.training_key == config.training_key
+                    and record.config in self.results):
+                return dataclasses.replace(
+                    record, config=config,
+                    provenance={**record.provenance, "audited_as": record.config.key})
+        return None
 
     def put(self, record: AuditRecord) -> Path:
         """Write atomically: a temporary file moved into place."""
@@ -149,7 +174,11 @@ class AuditStore:
         return path
 
     def missing(self, configs: list[RunConfig], spec: AuditSpec) -> list[RunConfig]:
-        return [c for c in configs if not self.file(c, spec).exists()]
+        return [c for c in configs if self.get(c, spec) is None]
+
+
+def _read_audit(path: Path) -> AuditRecord:
+    return AuditRecord.from_dict(json.loads(path.read_text()))
 
 
 def stored_audits(configs: Sequence[RunConfig], audits: AuditStore,
@@ -158,20 +187,12 @@ def stored_audits(configs: Sequence[RunConfig], audits: AuditStore,
     """The stored audits of `configs` under `spec` (default: `AuditSpec()`, the audit
     chapter's), by config key; configs without one are left out. Nothing is run.
 
-    An audit attacks a trained network. With `store`, a stored config without an audit of
-    its own takes that of a stored config of the same training key (the same network,
-    evaluated with other settings, e.g. another strength-check sample): stored results of
-    one training key share their history (`experiments.run` refuses a retraining that
-    does not reproduce it, and a replacement supersedes every result of the key together
-    with its audits)."""
+    With `store` (or an `audits` that knows its results), a stored config without an audit
+    of its own takes that of its training twin (see `AuditStore`)."""
     spec = spec or AuditSpec()
-    found = {c.key: audits.get(c, spec) for c in configs}
     if store is not None:
-        twins = store.by_training_key()
-        for c in configs:
-            if found[c.key] is None and c in store:
-                found[c.key] = next((a for t in twins.get(c.training_key, [])
-                                     if (a := audits.get(t.config, spec)) is not None), None)
+        audits = AuditStore(audits.path, store)
+    found = {c.key: audits.get(c, spec) for c in configs}
     return {k: r for k, r in found.items() if r is not None}
 
 

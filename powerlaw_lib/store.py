@@ -180,14 +180,6 @@ class ResultStore:
     def __len__(self) -> int:
         return len(list(self.path.glob("*.json"))) if self.path.exists() else 0
 
-    def by_training_key(self) -> dict[str, list[Result]]:
-        """Every stored result, grouped by training key (`RunConfig.training_key`): the
-        results of one group are evaluations of the same trained network."""
-        groups: dict[str, list[Result]] = {}
-        for r in self:
-            groups.setdefault(r.config.training_key, []).append(r)
-        return groups
-
     def trained_like(self, config: RunConfig) -> list[Result]:
         """The stored results trained exactly like `config` (same training key), whatever
         their evaluation settings; `config`'s own result among them if stored."""

@@ -108,8 +108,16 @@ def test_missing_audits_are_refused_unless_allowed_and_tabled_once_run(tmp_path)
     assert stored_audits([twin], audits, SPEC, store=store) == {}   # not stored: none
     experiments.run(twin, store, progress=False)                    # evaluated, no training
     shared = stored_audits([twin, SMALL.replace(seed=5)], audits, SPEC, store=store)
-    assert list(shared) == [twin.key] and shared[twin.key].to_dict() == record.to_dict()
+    assert list(shared) == [twin.key] and shared[twin.key].config == twin
+    assert shared[twin.key].provenance["audited_as"] == SMALL.key   # relabelled, source named
+    assert shared[twin.key].robust_accuracy == record.robust_accuracy
+    assert shared[twin.key].outcomes == record.outcomes
     assert stored_audits([twin], audits, SPEC) == {}                # without the store: own only
+    with_results = AuditStore(store.audits_path, store)
+    assert with_results.missing([twin, SMALL.replace(seed=5)], SPEC) == [SMALL.replace(seed=5)]
+    [shared_record] = audit_all([(twin, SPEC)], store, with_results)   # found: nothing runs
+    assert shared_record.config == twin
+    assert not with_results.file(twin, SPEC).exists()                # and nothing was written
     table = tables.audit_table({"small": record}).splitlines()
     assert len(table) == 2 + len(SPEC.eps)
     assert table[2].startswith("| small | 0.05 |") and table[0].count("|") == 5 + len(SPEC.attacks)
@@ -159,7 +167,9 @@ def test_the_audit_chapter_audits_every_shallow_method_the_yardstick_and_local_l
     assert [c for c in runs if c.regularizer == "adversarial"] == yard[:1]  # audited: seed 0
     plain = next(c for c in shallow if not c.batch_norm and c.method.plain)
     assert all(c.replace(regularizer="none", adv_eps=0.1, adv_steps=7, adv_step_size=0.025,
-                         seed=0) == plain for c in yard)               # only the method differs
+                         seed=0, strength_sampling=plain.strength_sampling) == plain
+               for c in yard)                                          # only the method differs,
+    assert {c.strength_sampling for c in yard} == {"first"}            # and its stored sample
     assert {c.arch for c in runs} == {"mlp", "kh"}                     # local learning's own
     assert grids.audit_runs() == runs + yard[1:]
     assert [c.seed for c, _ in grids.audit(yardstick_audited=(0, 2))

@@ -185,7 +185,6 @@ def test_evaluate_replacing_replaces_an_unreproduced_training_and_its_audits(tmp
     assert sorted(r.key for r in store.trained_like(SMALL.replace(pgd_steps=9))) == sorted(
         [SMALL.key, asked.key])                    # evaluation settings aside, one network
     assert store.trained_like(SMALL.replace(seed=3)) == []
-    assert {k: len(v) for k, v in store.by_training_key().items()} == {SMALL.training_key: 2}
     assert evaluate_replacing(asked, store, progress=False) == "stored"
     assert evaluate_replacing(SMALL.replace(pgd_steps=7), store, progress=False) == "evaluated"
     with pytest.raises(SystemExit, match="--replace"):

@@ -30,6 +30,26 @@ def test_the_shallow_grid_is_complete_in_the_store():
     assert ResultStore(RESULTS).missing(grids.shallow()) == []
 
 
+@pytest.mark.parametrize("name", ["shallow", "local_learning", "audit"])
+def test_every_finished_chapters_runs_and_audits_are_stored(name):
+    """Each finished chapter's runs are stored, and so is the audit of each network it
+    audits, found through a training twin where the audit ran on another evaluation of the
+    same network (the shallow networks' first strength-check sample)."""
+    from powerlaw_lib.audits import AuditSpec, AuditStore
+
+    store = ResultStore(RESULTS)
+    configs = grids.CHAPTER_GRIDS[name]()
+    assert store.missing(configs) == []
+    if name == "shallow":   # the chapter shows the audit of every seed-0 network
+        pairs = [(c, AuditSpec()) for c in configs
+                 if c.seed == 0 and not grids.is_text_lr_check(c)]
+    else:
+        pairs = grids.CHAPTER_AUDITS[name](configs)
+    audits = AuditStore(store.audits_path, store)
+    assert len(pairs) >= 5
+    assert [c.label for c, s in pairs if audits.get(c, s) is None] == []
+
+
 @pytest.mark.parametrize("name", sorted(LEGACY_VALUES))
 def test_a_legacy_value_leaves_the_key_unchanged_and_any_other_value_changes_it(name):
     if name == "slope_method":
