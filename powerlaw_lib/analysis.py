@@ -15,6 +15,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from .config import DEFAULTS, EVALUATION_FIELDS, RunConfig
+from .evaluation import metric_name
 from .methods import METHOD_FIELDS, format_value
 from .spectrum import fit_power_law
 from .store import Result
@@ -98,6 +99,32 @@ def metric_values(results: Sequence[Result], metric: str) -> np.ndarray:
 def curve_matrix(results: Sequence[Result], curve: str) -> np.ndarray:
     """[n_seeds, n_points] of an accuracy curve ("fgsm", "pgd", "noise")."""
     return np.array([r.curves[curve] for r in results], dtype=float)
+
+
+def strength_drop(results: Sequence[Result], eps: Sequence[float]) -> float:
+    """The attack-strength check's verdict for one group of runs (seeds): the largest, over
+    `eps`, of the mean over seeds of the check's PGD accuracy minus that of PGD with
+    restarts on the same images (`evaluation.attack_strength_check`), as a fraction. Near
+    zero: the stronger attack finds nothing the first one missed."""
+    return max(float((metric_values(results, metric_name("strength_pgd", e))
+                      - metric_values(results, metric_name("strength_restarts", e))).mean())
+               for e in eps)
+
+
+def border_fraction(maps: np.ndarray, width: int = 3) -> float:
+    """Share of the absolute sensitivity of `maps` ([..., H, W], e.g. the stored ∂λ_n/∂x of
+    Nassar et al. eq. 9) that lies on the outer `width`-pixel frame of the image: on MNIST a
+    frame the digits (scaled into a 20 × 20 box centred in the 28 × 28) rarely reach, so
+    sensitivity there responds to pixels that carry almost no information. A uniform map
+    gives the frame's share of the pixels (300 / 784 for 28 × 28 and width 3)."""
+    a = np.abs(np.asarray(maps, dtype=float))
+    h, w = a.shape[-2:]
+    if not 0 < 2 * width < min(h, w):
+        raise ValueError(f"width must leave an inner region: 0 < 2 * width < {min(h, w)}, "
+                         f"got width={width}")
+    total = a.sum()
+    inner = a[..., width:h - width, width:w - width].sum()
+    return float((total - inner) / total) if total > 0 else float("nan")
 
 
 @dataclass(frozen=True)

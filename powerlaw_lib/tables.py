@@ -324,8 +324,10 @@ def superseded_table(pairs: Sequence[tuple[Result, Result]], labels: dict[str, s
     result that replaced it -- the first epoch whose training differed, clean accuracy,
     PGD accuracy at `eps` and the fitted α of hidden layer `layer` (old → new).
 
-    `pairs`: (superseded result, its replacement); `labels`: config key -> display label
-    (default: the config's label)."""
+    `pairs`: (superseded result, its replacement), e.g. `ResultStore.replacements`;
+    `labels`: the replacement's config key -> display label, as the chapter names its runs
+    (default: the config's label). Rows are sorted by label, then seed; a run replaced more
+    than once keeps its replacements in the order given."""
     header = ["run", "seed", "differs from epoch", "clean acc. (%)", f"PGD ε={eps:g} (%)",
               "fitted α"]
     pgd, alpha = metric_name("pgd", eps), f"layer{layer}_alpha"
@@ -333,10 +335,10 @@ def superseded_table(pairs: Sequence[tuple[Result, Result]], labels: dict[str, s
     def change(old: float, new: float, scale: float, digits: int) -> str:
         return f"{scale * old:.{digits}f} → {scale * new:.{digits}f}"
 
-    rows = [[(labels or {}).get(old.key, old.config.label), old.config.seed,
+    rows = [[(labels or {}).get(new.key, new.config.label), old.config.seed,
              old.provenance.get("superseded", {}).get("first_different_epoch", "?"),
              change(old.metrics["clean_accuracy"], new.metrics["clean_accuracy"], 100, 2),
              change(old.metrics[pgd], new.metrics[pgd], 100, 1),
              change(old.metrics[alpha], new.metrics[alpha], 1, 3)]
             for old, new in pairs]
-    return markdown(header, rows)
+    return markdown(header, sorted(rows, key=lambda row: (row[0], row[1])))

@@ -20,6 +20,33 @@ def test_seed_curve_means_average_each_seed_over_the_grid() -> None:
     assert analysis.mean_curve_accuracy(runs, "pgd") == pytest.approx(0.45)
 
 
+def test_strength_drop_is_the_largest_mean_drop_over_eps() -> None:
+    def run(seed, pgd, restarts):                                   # at ε = 0.05, 0.1
+        return Result(RunConfig(seed=seed), {
+            "strength_pgd_accuracy@0.05": pgd[0], "strength_restarts_accuracy@0.05": restarts[0],
+            "strength_pgd_accuracy@0.1": pgd[1], "strength_restarts_accuracy@0.1": restarts[1]})
+    runs = [run(0, (0.50, 0.10), (0.48, 0.04)), run(1, (0.52, 0.12), (0.52, 0.08))]
+    assert analysis.strength_drop(runs, (0.05, 0.1)) == pytest.approx(0.05)   # (0.06 + 0.04) / 2
+    assert analysis.strength_drop(runs, (0.05,)) == pytest.approx(0.01)
+    with pytest.raises(KeyError):
+        analysis.strength_drop(runs, (0.2,))
+
+
+def test_border_fraction_is_the_frames_share_of_the_absolute_sensitivity() -> None:
+    uniform = np.ones((2, 1, 28, 28))                               # [top, C, H, W]
+    assert analysis.border_fraction(uniform) == pytest.approx(300 / 784)
+    centre = np.zeros((28, 28))
+    centre[10:18, 10:18] = -1.0
+    assert analysis.border_fraction(centre) == 0.0
+    frame = -uniform + 0.0
+    frame[..., 3:25, 3:25] = 0.0
+    assert analysis.border_fraction(frame) == 1.0                   # signs do not cancel
+    assert analysis.border_fraction(uniform, width=1) == pytest.approx(108 / 784)
+    assert np.isnan(analysis.border_fraction(np.zeros((5, 5)), width=1))
+    with pytest.raises(ValueError, match="width"):
+        analysis.border_fraction(uniform, width=14)
+
+
 def test_compare_is_a_two_standard_error_welch_test() -> None:
     a, b = [0.50, 0.52, 0.54], [0.40, 0.41, 0.42]
     c = analysis.compare(a, b)

@@ -98,6 +98,13 @@ def test_superseded_table_puts_a_retrained_run_beside_the_result_it_replaced():
     assert lines[0] == ("| run | seed | differs from epoch | clean acc. (%) | PGD ε=0.05 (%) "
                         "| fitted α |")
     assert lines[2] == "| SpecReg β=1 BN | 1 | 1 | 97.86 → 97.93 | 47.5 → 49.5 | 1.012 → 1.010 |"
+    # labelled by the replacement (the run a chapter shows, here evaluated with another
+    # strength-check sample), sorted by label then seed
+    shown = Result(config.replace(strength_sampling="first"), new.metrics)
+    other = Result(config.replace(seed=0), new.metrics)
+    labels = {shown.key: "b", other.key: "a"}
+    rows = tables.superseded_table([(old, shown), (old, other)], labels).splitlines()[2:]
+    assert [r.split(" | ")[0] for r in rows] == ["| a", "| b"]
 
 
 def test_alpha_sweep_table_has_a_row_per_target_with_both_fits():
