@@ -150,8 +150,8 @@ def status_page(records: list[ExecutionRecord], profile: str, params_file: Path 
         "# Execution status",
         "",
         f"Every chapter below was executed with papermill ({setting}; profile `{profile}`) "
-        "before this book was built; *Reused* means the chapter's source, parameters "
-        "and library code were unchanged since that execution. "
+        "before this book was built; *Reused* means the chapter's source, parameters, "
+        "library code and the stored data it reads were unchanged since that execution. "
         "See {doc}`reproducibility` to rerun a chapter.",
         "",
         f"Built from commit {git_commit()}.",
