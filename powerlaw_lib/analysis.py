@@ -242,18 +242,62 @@ def fit_residuals(results: Sequence[Result], spectrum: str, ranks: tuple[int, in
     return np.array(out, dtype=float)
 
 
+def history_trajectory(results: Sequence[Result], key: str, phase: str | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs [T], values [n_seeds, T]) of ``key`` in the per-epoch training histories.
+
+    ``phase`` picks the history entries: None, the epochs of gradient training (entries
+    without a phase: every backprop run); "local" or "readout", the two phases of a
+    local-learning run. Only the epochs where every run recorded ``key`` are kept.
+    """
+    rows = [{h["epoch"]: h[key] for h in r.history if h.get("phase") == phase and key in h}
+            for r in results]
+    if not rows:
+        raise ValueError("results must hold at least one run")
+    epochs = sorted(set.intersection(*(set(d) for d in rows)))
+    return np.array(epochs), np.array([[d[e] for e in epochs] for d in rows], dtype=float)
+
+
 def local_trajectory(results: Sequence[Result], key: str) -> tuple[np.ndarray, np.ndarray]:
     """(epochs [T], values [n_seeds, T]) of ``key`` over a local-learning run's local phase.
 
     Only the epochs where every run recorded ``key`` (the tracked epochs of the spectra,
     every epoch for the convergence report); the runs must share their local epochs.
     """
-    rows = [{h["epoch"]: h[key] for h in r.history if h.get("phase") == "local" and key in h}
-            for r in results]
-    if not rows:
+    if not results:
         raise ValueError("results must hold at least one local-learning run")
-    epochs = sorted(set.intersection(*(set(d) for d in rows)))
-    return np.array(epochs), np.array([[d[e] for e in epochs] for d in rows], dtype=float)
+    return history_trajectory(results, key, phase="local")
+
+
+def late_gain(results: Sequence[Result], window: int = 10, key: str = "test_accuracy") -> Summary:
+    """Mean ± sd over seeds of how much ``key`` rose over the last ``window`` epochs of
+    training (value at the last epoch minus the value ``window`` epochs earlier).
+
+    A reader's check of whether a run stopped short of convergence: when a grid trains
+    fewer epochs than the paper, a gain near zero says the cut costs little.
+    """
+    epochs, values = history_trajectory(results, key)               # values [n_seeds, T]
+    if window < 1 or window >= len(epochs):
+        raise ValueError(f"window must be in [1, {len(epochs) - 1}] for {len(epochs)} "
+                         f"recorded epochs, got {window}")
+    return summarize(values[:, -1] - values[:, -1 - window])
+
+
+def largest_late_gain(groups: dict[str, Sequence[Result]], window: int = 10,
+                      key: str = "test_accuracy") -> tuple[str, Summary] | None:
+    """The group (e.g. a variant's runs over seeds) whose ``key`` rose most, on average
+    over seeds, in its last ``window`` training epochs, with that rise (`late_gain`).
+    Groups that trained ``window`` epochs or fewer are skipped; None when every group is.
+    """
+    gains = {}
+    for name, runs in groups.items():
+        epochs, _ = history_trajectory(runs, key)
+        if len(epochs) > window:
+            gains[name] = late_gain(runs, window, key)
+    if not gains:
+        return None
+    name = max(gains, key=lambda n: gains[n].mean)
+    return name, gains[name]
 
 
 def local_milestone(results: Sequence[Result], key: str, fraction: float = 0.5

@@ -208,6 +208,15 @@ def label_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None) -> 
     return ax
 
 
+def log_percent_axis(ax: Axes) -> Axes:
+    """Put the y axis of ``ax`` on a log scale labelled in plain numbers (2, 3, 10, not
+    2×10⁰): for error rates in percent, where the last tenths of a point matter."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(mpl.ticker.FormatStrFormatter("%g"))
+    return ax
+
+
 def _label_if_unlabelled(ax: Axes, xlabel: str, ylabel: str) -> None:
     if not ax.get_xlabel():
         ax.set_xlabel(xlabel)

@@ -55,3 +55,40 @@ def test_compare_is_a_two_standard_error_welch_test() -> None:
     assert c.held
     assert not analysis.compare([0.50, 0.60, 0.40], [0.45, 0.55, 0.35]).held   # 0.05 < 2 SE
     assert not analysis.compare(b, a).held                                     # wrong sign
+
+
+def _trained(seed: int, accuracy: list[float]) -> Result:
+    """A backprop run whose history holds ``accuracy`` per epoch, plus a local-phase entry
+    that history_trajectory must not mistake for a training epoch."""
+    history = [{"epoch": e, "test_accuracy": a} for e, a in enumerate(accuracy, 1)]
+    return Result(RunConfig(seed=seed), {}, history=[{"phase": "local", "epoch": 1,
+                                                      "test_accuracy": -1.0}, *history])
+
+
+def test_history_trajectory_reads_the_training_phase_per_seed() -> None:
+    runs = [_trained(0, [0.5, 0.7, 0.8]), _trained(1, [0.6, 0.8, 0.9])]
+    epochs, values = analysis.history_trajectory(runs, "test_accuracy")
+    assert epochs.tolist() == [1, 2, 3]
+    np.testing.assert_allclose(values, [[0.5, 0.7, 0.8], [0.6, 0.8, 0.9]])  # [seeds, epochs]
+    epochs, values = analysis.history_trajectory(runs, "test_accuracy", phase="local")
+    assert epochs.tolist() == [1] and values.tolist() == [[-1.0], [-1.0]]
+    with pytest.raises(ValueError, match="at least one run"):
+        analysis.history_trajectory([], "test_accuracy")
+
+
+def test_late_gain_is_the_rise_over_the_last_epochs() -> None:
+    runs = [_trained(0, [0.5, 0.7, 0.8, 0.81]), _trained(1, [0.6, 0.8, 0.9, 0.95])]
+    gain = analysis.late_gain(runs, window=2)                # (0.11 + 0.15) / 2, sd of both
+    assert gain.mean == pytest.approx(0.13) and gain.sd == pytest.approx(np.std([0.11, 0.15], ddof=1))
+    assert analysis.late_gain(runs, window=3).mean == pytest.approx((0.31 + 0.35) / 2)
+    with pytest.raises(ValueError, match=r"window must be in \[1, 3\]"):
+        analysis.late_gain(runs, window=4)
+
+
+def test_largest_late_gain_names_the_group_still_learning_most() -> None:
+    groups = {"flat": [_trained(0, [0.9, 0.9, 0.9])],
+              "rising": [_trained(0, [0.5, 0.6, 0.8]), _trained(1, [0.5, 0.7, 0.8])],
+              "short": [_trained(0, [0.1, 0.9])]}                  # too few epochs: skipped
+    name, gain = analysis.largest_late_gain(groups, window=2)
+    assert name == "rising" and gain.mean == pytest.approx(0.3) and gain.n == 2
+    assert analysis.largest_late_gain({"short": groups["short"]}, window=2) is None

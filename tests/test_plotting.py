@@ -282,3 +282,14 @@ def test_mean_band_draws_the_mean_and_a_band_only_where_seeds_allow():
     with pytest.raises(ValueError, match="one array per x"):
         plot_mean_band(ax, [1.0, 2.0], [[0.5]], label="x")
     plt.close(fig)
+
+
+def test_log_percent_axis_labels_ticks_as_plain_numbers():
+    fig, ax = plt.subplots()
+    ax.plot([1, 100], [0.5, 20.0])
+    plotting.log_percent_axis(ax)
+    fig.canvas.draw()
+    assert ax.get_yscale() == "log"
+    labels = {t.get_text() for t in ax.get_yticklabels(minor=False) + ax.get_yticklabels(minor=True)}
+    assert {"1", "10", "2"} <= labels and not any("times" in t or "^" in t for t in labels)
+    plt.close(fig)
