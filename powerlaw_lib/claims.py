@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .audits import AuditRecord
 
 __all__ = ["AuditVerdict", "Claim", "DEEP_CLAIMS", "audit_verdict", "audited_accuracy",
-           "decreasing_alpha_effect", "deep_claims", "have", "layer_alpha", "curve_area",
+           "cnn_all_like_last", "decreasing_alpha_effect", "deep_claims", "have", "layer_alpha", "curve_area",
            "verdict"]
 
 Groups = dict[str, dict[str, list[Result]]]
@@ -154,10 +154,23 @@ def jacobian_without_power_law(groups: Groups) -> Claim:
                  {"c7_alpha": float(np.mean(alphas))})
 
 
-#: The seven claims of §4.2–4.3, in the paper's order.
+def cnn_all_like_last(groups: Groups) -> Claim:
+    """8. For the CNN, all-layer SpecReg gains about as much as last-layer SpecReg (§4.3:
+    "the effect is comparable to just regularizing the last layer"): neither is more robust
+    than the other by more than twice the standard error (two-sided)."""
+    text = "for the CNN, all-layer SpecReg gains about as much as last-layer SpecReg"
+    if not have(groups, "cnn", "specreg-last", "specreg-all"):
+        return Claim(8, text, None, {"c8_diff": NAN, "c8_se": NAN})
+    c = compare(curve_area(groups, "cnn", "specreg-all"), curve_area(groups, "cnn", "specreg-last"))
+    return Claim(8, text, not c.significant,
+                 {"c8_diff": 100 * c.difference, "c8_se": 100 * c.standard_error})
+
+
+#: The claims of §4.2–4.3, in the paper's order: the seven its discussion lists, then the
+#: remark of §4.3 on the CNN.
 DEEP_CLAIMS: tuple[Callable[[Groups], Claim], ...] = (
     whitening_brittle, last_layer_no_rescue, last_layer_cnn_not_mlp, all_layers_help,
-    jacobian_vs_noise, earlier_layers_relax, jacobian_without_power_law)
+    jacobian_vs_noise, earlier_layers_relax, jacobian_without_power_law, cnn_all_like_last)
 
 
 def deep_claims(groups: Groups) -> list[Claim]:
