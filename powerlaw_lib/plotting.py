@@ -493,6 +493,10 @@ def plot_sensitivity_maps(fig_or_axes: FigureBase | Sequence[Axes] | np.ndarray,
         ax.set_title(title, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
+        for spine in ax.spines.values():          # a thin neutral frame on all four sides
+            spine.set_visible(True)
+            spine.set_color("0.75")
+            spine.set_linewidth(0.5)
     colorbar = figure.colorbar(image, ax=list(axes), shrink=0.8)
     colorbar.set_label(colorbar_label)
     return np.asarray(axes, dtype=object), colorbar
