@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .analysis import compare, metric_values
+from .analysis import Summary, compare, metric_values, summarize
 from .claims import Claim
 from .evaluation import metric_name
 from .grids import ALPHA_SETTINGS, alpha_setting
@@ -152,6 +152,39 @@ def best_target(targets: Targets, metric: str) -> float:
     """The regularized α* with the highest mean `metric` over seeds."""
     alphas, values = target_values(targets, metric)
     return float(alphas[int(np.argmax([v.mean() for v in values]))])
+
+
+@dataclass(frozen=True)
+class Best:
+    """The best regularized α* of one setting for one metric: the target, its value (mean ±
+    sd over seeds), and for reference the value at α* = 1 and the unregularized network's
+    (None where not run)."""
+
+    target: float
+    value: Summary
+    at_one: Summary | None
+    unregularized: Summary | None
+
+
+def best_of(targets: Targets, metric: str) -> Best:
+    """`best_target` of ``metric`` with the numbers a reader compares it with."""
+    def value(key: float | None) -> Summary | None:
+        return summarize(metric_values(targets[key], metric)) if targets.get(key) else None
+
+    best = best_target(targets, metric)
+    return Best(best, value(best), value(1.0), value(None))
+
+
+def best_by_setting(groups: SweepGroups) -> dict[str, dict[str, Best]]:
+    """For every setting with slope-penalty runs: the best α* for held-out accuracy ("acc")
+    and for PGD accuracy at the setting's ε ("pgd", `read_eps`)."""
+    out = {}
+    for setting in ALPHA_SETTINGS:
+        targets = _slope_family(groups, setting)
+        if targets is not None:
+            out[setting] = {"acc": best_of(targets, "clean_accuracy"),
+                            "pgd": best_of(targets, metric_name("pgd", read_eps(setting)))}
+    return out
 
 
 def _slope_family(groups: SweepGroups, setting: str) -> Targets | None:

@@ -16,6 +16,7 @@ from .evaluation import metric_name
 from .store import Result
 
 if TYPE_CHECKING:
+    from .alpha_analysis import Best
     from .audits import AuditRecord
     from .claims import AuditVerdict
 
@@ -195,6 +196,23 @@ def alpha_sweep_table(targets: dict, eps: float) -> str:
     header = ["α*", "seeds", "accuracy (%)", *(["official test (%)"] if official else []),
               "α̂ (Gerum fit)", "α (Stringer fit)", f"FGSM ε={eps:g} (%)", f"PGD ε={eps:g} (%)"]
     return markdown(header, rows)
+
+
+def best_alpha_table(best: dict[str, dict[str, "Best"]], titles: dict[str, str],
+                     eps: dict[str, float]) -> str:
+    """The α sweep's best targets (`alpha_analysis.best_by_setting`): per setting and metric
+    ("acc": held-out accuracy, "pgd": PGD-40 at the setting's ``eps``), the best α*, the
+    metric there, at α* = 1 and without the penalty, in percent (mean ± sd over seeds)."""
+    def cell(value) -> str:
+        return "–" if value is None else f"{100 * value.mean:.2f}" + (
+            f" ± {100 * value.sd:.2f}" if value.n > 1 else "")
+
+    rows = [[titles.get(setting, setting),
+             "held-out accuracy" if metric == "acc" else f"PGD-40, ε = {eps[setting]:g}",
+             f"{b.target:g}", cell(b.value), cell(b.at_one), cell(b.unregularized)]
+            for setting, by_metric in best.items() for metric, b in by_metric.items()]
+    return markdown(["setting", "metric", "best α*", "there (%)", "at α* = 1 (%)",
+                     "unregularized (%)"], rows)
 
 
 def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: int,

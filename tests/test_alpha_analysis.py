@@ -121,3 +121,18 @@ def test_claims_fail_when_the_results_say_otherwise_and_are_untested_without_run
     assert math.isnan(partial[1].numbers["c2_acc_slope"])
     assert partial[3].held is True and math.isnan(partial[3].numbers["c4_cnn-mnist"])
     assert aa.alpha_claims({})[0].held is None
+
+
+def test_best_by_setting_names_the_best_target_with_its_references():
+    groups = aa.sweep_groups(_results(_paper_like, _pgd_like))
+    best = aa.best_by_setting(groups)
+    assert list(best) == list(grids.ALPHA_SETTINGS)
+    shallow = best["shallow"]["acc"]
+    assert shallow.target == 2.5 and shallow.value.n == 3
+    assert shallow.value.mean == pytest.approx(0.97)                    # seeds' jitter averages out
+    assert shallow.at_one.mean == pytest.approx(0.97 - 0.01 * 1.5 ** 2)
+    assert shallow.unregularized.mean == pytest.approx(0.97 - 0.01 * 0.8 ** 2)
+    assert best["cnn-mnist"]["acc"].target == 0.5                       # accuracy falls with α*
+    assert best["cnn-cifar10"]["pgd"].target == 5.0                     # robustness rises with α*
+    del groups["deep"]["slope"][1.0]
+    assert aa.best_by_setting(groups)["deep"]["pgd"].at_one is None

@@ -124,3 +124,17 @@ def test_alpha_sweep_table_has_a_row_per_target_with_both_fits():
     assert lines[0].split(" | ")[-1] == "PGD ε=0.05 (%) |" and "official" not in lines[0]
     assert lines[2].startswith("| none | 2 | 98.00 ± 1.41 | 2.00 ± 0.00 | 1.50 ± 0.00 | 40.0")
     assert lines[3].startswith("| 2 | 1 | 95.00 | 2.00 | 1.50 | 40.0 | 30.0")
+
+
+def test_best_alpha_table_shows_the_best_target_beside_its_references():
+    from powerlaw_lib.alpha_analysis import Best
+    from powerlaw_lib.analysis import summarize
+    from powerlaw_lib.tables import best_alpha_table
+
+    best = {"shallow": {"acc": Best(2.5, summarize([0.95, 0.97]), summarize([0.93, 0.93]), None),
+                        "pgd": Best(3.0, summarize([0.40]), None, summarize([0.2, 0.3]))}}
+    text = best_alpha_table(best, {"shallow": "dense 784-2000-10"}, {"shallow": 0.05})
+    lines = text.splitlines()
+    assert lines[0].startswith("| setting | metric | best α* |") and len(lines) == 4
+    assert "| dense 784-2000-10 | held-out accuracy | 2.5 | 96.00 ± 1.41 | 93.00 ± 0.00 | – |" in text
+    assert "| dense 784-2000-10 | PGD-40, ε = 0.05 | 3 | 40.00 | – | 25.00 ± 7.07 |" in text
