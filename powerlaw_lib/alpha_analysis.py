@@ -196,27 +196,32 @@ def dense_best_two_to_three(groups: SweepGroups) -> Claim:
     """1. Dense networks do best, in accuracy and robustness, at α* ≈ 2–3, not at α* = 1.
 
     Held when, for the shallow and the deep dense setting and for both clean accuracy and
-    PGD accuracy at the setting's ε, the best α* lies in `DENSE_BEST_RANGE` and beats
-    α* = 1 by more than two standard errors.
+    PGD accuracy at the setting's ε, the best α* lies in `DENSE_BEST_RANGE` and the runs of
+    every target in that range, pooled, beat α* = 1 by more than two standard errors. The
+    contrast is fixed in advance (the range against 1), not drawn from the best target, so
+    that picking the best of nine targets does not inflate it. Not reproduced as soon as one
+    part fails; not tested when a part lacks its runs and none failed.
     """
     text = "dense networks do best at α ≈ 2–3, not at the brain-like α ≈ 1"
     numbers: dict[str, float | str] = {}
     held: bool | None = True
+    lo, hi = DENSE_BEST_RANGE
     for setting in ("shallow", "deep"):
         targets = _slope_family(groups, setting)
+        in_range = [a for a in (targets or {}) if a is not None and lo <= a <= hi]
         for name, metric in (("acc", "clean_accuracy"), ("pgd", metric_name("pgd", read_eps(setting)))):
             key = f"c1_{setting}_{name}"
-            if targets is None or 1.0 not in targets:
+            if targets is None or 1.0 not in targets or not in_range:
                 numbers.update({f"{key}_best": NAN, f"{key}_diff": NAN, f"{key}_se": NAN})
-                held = None
+                held = None if held is not False else False
                 continue
             best = best_target(targets, metric)
-            c = compare(metric_values(targets[best], metric), metric_values(targets[1.0], metric))
+            pooled = np.concatenate([metric_values(targets[a], metric) for a in in_range])
+            c = compare(pooled, metric_values(targets[1.0], metric))
             numbers.update({f"{key}_best": best, f"{key}_diff": 100 * c.difference,
                             f"{key}_se": 100 * c.standard_error})
-            lo, hi = DENSE_BEST_RANGE
-            if held is not None:
-                held = held and lo <= best <= hi and c.held
+            part = lo <= best <= hi and c.held
+            held = False if not part else held
     return Claim(1, text, held, numbers)
 
 

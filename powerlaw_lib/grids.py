@@ -304,6 +304,11 @@ def alpha_sweep(settings: Sequence[str] = tuple(ALPHA_SETTINGS),
     if unknown or not settings:
         raise ValueError(f"settings must be a non-empty subset of {tuple(ALPHA_SETTINGS)}, "
                          f"got {tuple(settings)!r}")
+    read = {n: ALPHA_SETTINGS[n]["read_eps"] for n in settings}     # the ε each setting is read at
+    unread = [f"{n}: {e:g}" for n, e in read.items() if not any(abs(x - e) < 1e-9 for x in eps_grid)]
+    if unread:
+        raise ValueError(f"eps_grid must contain the ε each setting is read at ({', '.join(unread)}), "
+                         f"got {list(eps_grid)}")
     width = {"shallow": dense_width, "deep": deep_width, "cnn-mnist": cnn_width,
              "cnn-cifar10": cnn_width}
     configs: list[RunConfig] = []

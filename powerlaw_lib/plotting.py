@@ -47,12 +47,16 @@ __all__ = [
     "label_axes",
     "config_color",
     "config_style",
+    "figure_legend",
+    "log_percent_axis",
     "method_color",
     "plot_accuracy_curve",
+    "plot_mean_band",
     "plot_sensitivity_maps",
     "plot_spectrum",
     "page_figure",
     "plot_value_grid",
+    "plot_weight_images",
 ]
 
 #: Colours of what is not a training method (colour-blind-safe Okabe-Ito hues).
@@ -206,6 +210,31 @@ def label_axes(ax: Axes, xlabel: str, ylabel: str, title: str | None = None) -> 
     if title is not None:
         ax.set_title(title)
     return ax
+
+
+def figure_legend(fig: Figure, axes: Any, *, ncols: int = 3, remove_axes_legends: bool = True,
+                  **legend_kwargs: Any) -> Any:
+    """One legend below the panels of ``fig`` for every distinct label drawn on ``axes`` (an
+    Axes or any array of them), in first-drawn order; the panels' own legends are removed.
+    Returns the legend, or None when nothing is labelled."""
+    def flat(items: Any):
+        if isinstance(items, Axes):
+            yield items
+        else:
+            for item in items:
+                yield from flat(item)
+
+    handles: dict[str, Any] = {}
+    for ax in flat(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+        if remove_axes_legends and ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if not handles:
+        return None
+    legend_kwargs.setdefault("handlelength", 3)
+    return fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                      ncols=ncols, **legend_kwargs)
 
 
 def log_percent_axis(ax: Axes) -> Axes:

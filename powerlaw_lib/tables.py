@@ -131,19 +131,25 @@ def deep_settings(mlp: RunConfig | None, cnn: RunConfig | None, n_seeds: int,
     epochs = " / ".join(f"{x.epochs} ({x.arch.upper()})" for x in (mlp, cnn) if x)
     batches = " / ".join(f"{x.batch_size} ({x.arch.upper()})" for x in (mlp, cnn) if x)
     amsgrad = " (amsgrad)" if c.optimizer == "amsgrad" else ""
+    mlp_text = ("784-" + "-".join(str(w) for w in mlp.hidden_widths) + "-10, tanh, no batch norm"
+                if mlp else "not run")
+    cnn_text = (f"same with FC {cnn.hidden_widths[-1]}; max-pool before tanh (identical values), "
+                "no padding" if cnn else "not run")
     rows = [
-        ("MLP", "784-1000-1000-1000-10, tanh", "same, no batch norm", "same, no batch norm"),
+        ("MLP", "784-1000-1000-1000-10, tanh", "same, no batch norm", mlp_text),
         ("CNN", "conv 16, conv 32, FC 1000", "conv3×3 16 → pool → conv3×3 32 → pool → FC 1000, tanh",
-         "same; max-pool before tanh (identical values), no padding"),
+         cnn_text),
         ("whitening", "after the 2nd hidden layer", "batch Cholesky, + 1e-5·I",
          "after h2 (MLP) / the flattened last conv output (CNN); batch statistics in "
          "training, frozen on the training set for evaluation"),
         ("SpecReg", "α = 1, τ = 10, β not stated", "β from {1, 2, 5}",
          f"α = 1, τ = 10, β ∈ {sorted(set(selection_betas))} chosen by the rule below"),
-        ("Jacobian", "β_j = 0.01 (Hoffman et al.)", "1 random projection",
-         f"β_j = {jacobian_beta:g}, 1 random projection"),
+        ("Jacobian", "β_j = 0.01; eq. 11 writes ‖∂L/∂x‖² (the loss's input gradient), "
+         "citing Hoffman et al.", "Hoffman et al.'s ‖∂logits/∂x‖²_F, 1 random projection",
+         f"β_j = {jacobian_beta:g}, ½ mean ‖∂logits/∂x‖²_F, 1 random projection"),
         ("optimizer", "Adam, lr 1e-4", "Adam (amsgrad), lr 1e-4", f"Adam{amsgrad}, lr {c.lr:g}"),
-        ("batch", "not stated", "1500 (MLP) / 6000 (CNN)", batches),
+        ("batch", "1.5 × the widest layer (MLP 1500; CNN: 4056 for its 2704-wide first layer)",
+         "1500 (MLP) / 6000 (CNN)", batches),
         ("epochs", "not stated", "100", epochs),
         ("seeds", "3", "3", f"{n_seeds}"),
         ("attacks", "FGSM, PGD-40 (η = 0.01), white noise", "same",

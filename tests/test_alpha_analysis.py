@@ -102,7 +102,9 @@ def test_every_claim_holds_on_paper_like_results():
     assert [c.number for c in claims] == [1, 2, 3, 4]
     assert all(c.held is True for c in claims), [(c.number, c.numbers) for c in claims]
     assert claims[0].numbers["c1_shallow_acc_best"] == 2.5
-    assert claims[0].numbers["c1_deep_pgd_diff"] == pytest.approx(100 * 0.01 * 2.25, rel=1e-6)
+    # the pooled targets 2, 2.5, 3 (0.9675, 0.97, 0.9675, less 0.3) against α* = 1 (0.9475 - 0.3)
+    assert claims[0].numbers["c1_deep_pgd_diff"] == pytest.approx(
+        100 * (np.mean([0.9675, 0.97, 0.9675]) - 0.9475), rel=1e-6)
     assert claims[1].numbers["c2_acc_slope"] == pytest.approx(-2.0, rel=1e-6)
     assert claims[3].numbers["c4_cnn-cifar10"] == pytest.approx(1.7, abs=0.01)
 
@@ -121,6 +123,21 @@ def test_claims_fail_when_the_results_say_otherwise_and_are_untested_without_run
     assert math.isnan(partial[1].numbers["c2_acc_slope"])
     assert partial[3].held is True and math.isnan(partial[3].numbers["c4_cnn-mnist"])
     assert aa.alpha_claims({})[0].held is None
+    shallow_only = [r for r in _results(lambda c, a: 0.97 - 0.01 * ((1.7 if a is None else a) - 1.0) ** 2,
+                                        _pgd_like) if grids.alpha_setting(r.config) == "shallow"]
+    verdict = aa.dense_best_two_to_three(aa.sweep_groups(shallow_only))
+    assert verdict.held is False            # a failed part is not hidden by the deep runs' absence
+
+
+def test_claim_1_contrasts_the_whole_range_with_one_not_the_best_target():
+    # A lucky target: only α* = 2 is good, 2.5 and 3 are as poor as α* = 1 -> the pooled
+    # range does not beat α* = 1 by two standard errors, though the best target does.
+    def acc(c, a):
+        return 0.99 if a == 2.0 else 0.95
+    verdict = aa.dense_best_two_to_three(aa.sweep_groups(_results(acc, acc, jitter=0.004)))
+    assert verdict.numbers["c1_shallow_acc_best"] == 2.0
+    assert verdict.numbers["c1_shallow_acc_diff"] == pytest.approx(100 * 0.04 / 3)
+    assert verdict.held is False
 
 
 def test_best_by_setting_names_the_best_target_with_its_references():

@@ -34,6 +34,12 @@ def test_unknown_setting_is_named():
         grids.alpha_sweep(settings=("cnn-svhn",))
 
 
+def test_an_eps_grid_without_a_settings_reading_eps_is_refused():
+    with pytest.raises(ValueError, match=r"eps_grid must contain .*cnn-cifar10: 0\.01"):
+        grids.alpha_sweep(eps_grid=[0.0, 0.05, 0.1])
+    assert grids.alpha_sweep(settings=["shallow"], eps_grid=[0.0, 0.05])   # its ε is there
+
+
 def test_cifar_official_test_accuracy_is_reported_beside_the_validation_split(tmp_path):
     from powerlaw_lib.experiments import run
     from powerlaw_lib.store import ResultStore

@@ -293,3 +293,16 @@ def test_log_percent_axis_labels_ticks_as_plain_numbers():
     labels = {t.get_text() for t in ax.get_yticklabels(minor=False) + ax.get_yticklabels(minor=True)}
     assert {"1", "10", "2"} <= labels and not any("times" in t or "^" in t for t in labels)
     plt.close(fig)
+
+
+def test_figure_legend_collects_each_label_once_and_clears_the_panels():
+    fig, axes = plotting.page_figure(1, 2, layout="constrained")
+    axes[0].plot([0, 1], label="a")
+    axes[1].plot([0, 1], label="b")
+    axes[1].plot([1, 0], label="a")                                 # the same label again
+    for ax in axes:
+        ax.legend()
+    legend = plotting.figure_legend(fig, {"x": axes[0], "y": axes[1]}.values(), ncols=2)
+    assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
+    assert all(ax.get_legend() is None for ax in axes)
+    assert plotting.figure_legend(fig, plt.figure().subplots()) is None   # nothing labelled
