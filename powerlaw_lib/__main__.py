@@ -165,6 +165,31 @@ def _audit_pairs(grid: str, configs: list, params: dict) -> list:
     return CHAPTER_AUDITS[grid](configs, **(params if grid == "audit" else {}))
 
 
+def _deep_selection_status(store: ResultStore, params: dict) -> None:
+    """The deep chapter's β selection: per SpecReg variant, the rule's pick once its
+    selection runs are stored, and whether `grids.DEEP_CHOSEN_BETAS` records it (the
+    chosen β's other seeds join the grid only then)."""
+    from . import grids
+
+    table = grids.deep_beta_selection(store, **{k: v for k, v in params.items()
+                                                if k != "chosen_betas"})
+    chosen = dict(grids.DEEP_CHOSEN_BETAS if params.get("chosen_betas") is None
+                  else params["chosen_betas"])
+    print("β selection (largest β within 1 point of the reference's clean accuracy on the "
+          "selection seed):")
+    for arch in params.get("archs", ("mlp", "cnn")):
+        for variant in grids.DEEP_SPECREG_VARIANTS:
+            key = f"{arch}/{variant}"
+            if key not in table:
+                state = "selection runs not all stored"
+            elif chosen.get(key) == table[key]["beta"]:
+                state = f"β = {table[key]['beta']:g} chosen"
+            else:
+                state = (f"the rule picks β = {table[key]['beta']:g}; set "
+                         f"DEEP_CHOSEN_BETAS[{key!r}] in grids.py to train its other seeds")
+            print(f"  {key:<22} {state}")
+
+
 def _status(grid: str, configs: list, store: ResultStore, params: dict) -> int:
     """Stored / missing runs of a grid, each missing run's estimate and recorded failure;
     for a chapter with audits, its stored and missing audits."""
@@ -184,6 +209,8 @@ def _status(grid: str, configs: list, store: ResultStore, params: dict) -> int:
     if missing:
         print(f"estimated CPU time of the missing runs: {total / 3600:.1f} h"
               + (f" + {unknown} run(s) without an estimate (run `make bench`)" if unknown else ""))
+    if grid == "deep":
+        _deep_selection_status(store, params)
     if grid in CHAPTER_AUDITS:
         from .audits import AuditStore
 

@@ -64,6 +64,9 @@ def test_committed_chosen_betas_follow_the_rule_on_the_stored_selection_runs():
     for variant, beta in grids.DEEP_CHOSEN_BETAS.items():
         assert variant in table, f"{variant}: β chosen before its selection runs were stored"
         assert table[variant]["beta"] == beta
+    unchosen = sorted(set(table) - set(grids.DEEP_CHOSEN_BETAS))
+    assert not unchosen, (f"{unchosen}: selection runs stored but no β chosen; set "
+                          "DEEP_CHOSEN_BETAS from grids.deep_beta_selection")
 
 
 def test_deep_groups_keep_the_chosen_beta_of_each_specreg_variant():
@@ -83,3 +86,20 @@ def test_deep_groups_keep_the_chosen_beta_of_each_specreg_variant():
     # without a chosen β a SpecReg variant has only selection runs: left out
     partial = grids.deep_groups([Result(c, {}) for c in configs], {"mlp/specreg-last": 2.0})
     assert "specreg-all" not in partial["mlp"] and "specreg-last" in partial["mlp"]
+
+
+def test_status_reports_a_finished_selection_whose_beta_is_not_chosen_yet(tmp_path, capsys):
+    from powerlaw_lib import __main__ as cli
+    from powerlaw_lib.store import Result
+
+    store = ResultStore(tmp_path)
+    accuracy = {1.0: 0.975, 2.0: 0.972, 5.0: 0.95}                 # vanilla: 0.98 -> β = 2
+    for c in grids.deep(archs=("mlp",), chosen_betas={}):
+        variant = grids.deep_variant(c)
+        if c.seed == 0 and variant in ("vanilla", "specreg-last"):
+            store.put(Result(c, {"clean_accuracy": 0.98 if variant == "vanilla" else accuracy[c.beta]}))
+    assert cli.main(["status", "deep", "--results", str(tmp_path), "--set", "archs=('mlp',)",
+                     "--set", "chosen_betas={}"]) == 0
+    out = capsys.readouterr().out
+    assert "mlp/specreg-last       the rule picks β = 2; set DEEP_CHOSEN_BETAS" in out
+    assert "mlp/specreg-all        selection runs not all stored" in out
