@@ -189,8 +189,9 @@ def decreasing_alpha_effect(groups: Groups) -> dict[str, float | str] | None:
     """Beyond the paper: all-layer SpecReg with α decreasing over depth against α = 1.
 
     The PGD-area difference (points) and its standard error, the two-sided verdict
-    ("more", "less", "neither more nor less" robust), both clean accuracies (%) and the
-    decreasing variant's fitted α per layer; None when the MLP runs are missing.
+    ("more", "less", "neither more nor less" robust), both clean accuracies (%), the
+    decreasing variant's fitted α per layer, and which layers end within `ALPHA_TOLERANCE`
+    of their own target ("dec_reached"); None when the MLP runs are missing.
     """
     if not have(groups, "mlp", "specreg-all", "specreg-all-decreasing"):
         return None
@@ -199,12 +200,24 @@ def decreasing_alpha_effect(groups: Groups) -> dict[str, float | str] | None:
     clean = [100 * float(metric_values(groups["mlp"][v], "clean_accuracy").mean())
              for v in ("specreg-all", "specreg-all-decreasing")]
     depth = _depth(groups)
+    fitted = [layer_alpha(groups, "mlp", "specreg-all-decreasing", l) for l in range(1, depth + 1)]
+    targets = groups["mlp"]["specreg-all-decreasing"][0].config.layer_alphas   # one per layer
     return {"dec_diff": 100 * d.difference, "dec_se": 100 * d.standard_error,
             "dec_held": ("neither more nor less" if not d.significant
                          else "more" if d.difference > 0 else "less"),
             "dec_clean": clean[1], "all_clean": clean[0],
-            "dec_alphas": ", ".join(f"{layer_alpha(groups, 'mlp', 'specreg-all-decreasing', l):.2f}"
-                                    for l in range(1, depth + 1))}
+            "dec_alphas": ", ".join(f"{a:.2f}" for a in fitted),
+            "dec_reached": _layers_text([l for l, (a, t) in enumerate(zip(fitted, targets), 1)
+                                         if abs(a - t) <= ALPHA_TOLERANCE])}
+
+
+def _layers_text(layers: Sequence[int]) -> str:
+    """"no layer", "layer 3", "layers 1 and 3", "layers 1, 2 and 3"."""
+    if not layers:
+        return "no layer"
+    if len(layers) == 1:
+        return f"layer {layers[0]}"
+    return "layers " + ", ".join(map(str, layers[:-1])) + f" and {layers[-1]}"
 
 
 # ------------------------------------------------------------------------------- the audit

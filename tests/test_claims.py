@@ -13,6 +13,7 @@ from powerlaw_lib.store import Result
 
 MLP = RunConfig(hidden=(20, 20, 20), batch_norm=False, batch_size=100)
 CNN = RunConfig(arch="cnn", hidden=(20,), batch_norm=False, batch_size=3000)
+DECREASING = MLP.replace(regularizer="spectral", reg_layers=(1, 2, 3), layer_alphas=(2.0, 1.5, 1.0))
 
 
 def _runs(config, pgd, noise=0.5, alphas=(2.0, 2.0, 2.0), clean=0.98, spread=0.005):
@@ -93,10 +94,14 @@ def test_missing_runs_leave_a_claim_untested_with_nan_numbers():
 
 def test_the_decreasing_alpha_effect_is_two_sided():
     groups = _paper_like()
-    groups["mlp"]["specreg-all-decreasing"] = _runs(MLP, 0.40, alphas=(2.0, 1.5, 1.0), clean=0.97)
+    groups["mlp"]["specreg-all-decreasing"] = _runs(DECREASING, 0.40, alphas=(2.0, 1.5, 1.0), clean=0.97)
     effect = claims.decreasing_alpha_effect(groups)
     assert effect["dec_held"] == "less" and effect["dec_diff"] == pytest.approx(-10.0)
     assert effect["dec_alphas"] == "2.00, 1.50, 1.00" and effect["dec_clean"] == pytest.approx(97.0)
+    assert effect["dec_reached"] == "layers 1, 2 and 3"
+    groups["mlp"]["specreg-all-decreasing"] = _runs(DECREASING, 0.40,
+                                                    alphas=(1.7, 1.45, 1.0))
+    assert claims.decreasing_alpha_effect(groups)["dec_reached"] == "layers 2 and 3"
     groups["mlp"]["specreg-all-decreasing"] = _runs(MLP, 0.50, spread=0.05)
     assert claims.decreasing_alpha_effect(groups)["dec_held"] == "neither more nor less"
     assert np.isfinite(claims.decreasing_alpha_effect(groups)["dec_se"])
