@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from .audits import AuditRecord
 
 __all__ = ["AuditVerdict", "Claim", "DEEP_CLAIMS", "audit_verdict", "audited_accuracy",
-           "cnn_all_like_last", "decreasing_alpha_effect", "deep_claims", "have", "layer_alpha", "curve_area",
-           "verdict"]
+           "cnn_all_like_last", "curve_area", "decreasing_alpha_effect", "deep_claims", "have",
+           "layer_alpha", "verdict"]
 
 Groups = dict[str, dict[str, list[Result]]]
 NAN = float("nan")
