@@ -300,6 +300,14 @@ def largest_late_gain(groups: dict[str, Sequence[Result]], window: int = 10,
     return name, gains[name]
 
 
+def late_gain_text(groups: dict[str, Sequence[Result]], window: int = 10) -> str:
+    """`largest_late_gain` for a chapter's prose: "0.30 points (name)", or "not measurable
+    (too few epochs)" when no group trained more than ``window`` epochs."""
+    late = largest_late_gain(groups, window)
+    return ("not measurable (too few epochs)" if late is None
+            else f"{100 * late[1].mean:.2f} points ({late[0]})")
+
+
 def local_milestone(results: Sequence[Result], key: str, fraction: float = 0.5
                     ) -> tuple[int, float, float] | None:
     """(epoch, mean ``key`` then, mean ``key`` at the end) of local-learning runs, "then"

@@ -92,3 +92,10 @@ def test_largest_late_gain_names_the_group_still_learning_most() -> None:
     name, gain = analysis.largest_late_gain(groups, window=2)
     assert name == "rising" and gain.mean == pytest.approx(0.3) and gain.n == 2
     assert analysis.largest_late_gain({"short": groups["short"]}, window=2) is None
+
+
+def test_late_gain_text_words_the_largest_rise_or_its_absence() -> None:
+    groups = {"rising": [_trained(0, [0.5, 0.6, 0.8])], "short": [_trained(0, [0.1, 0.9])]}
+    assert analysis.late_gain_text(groups, window=2) == "30.00 points (rising)"
+    assert analysis.late_gain_text({"short": groups["short"]}, window=2) == \
+        "not measurable (too few epochs)"
