@@ -23,6 +23,9 @@
                 the stored results of that training are moved to the store's
                 superseded/ folder and the run is evaluated anew on the new model
   show GRID     one line per run of the grid with its key and headline metrics
+  claims GRID   the papers' claims the chapter judges (deep, alpha_sweep), with their
+                verdicts and numbers, on the grid's stored runs; provisional (and marked
+                so) while runs are missing
   audit GRID    run the chapter's missing audits (`grids.CHAPTER_AUDITS`, their default
                 settings) on the cached models of its stored runs, retraining a model
                 deterministically only when it is not cached; each audit is stored.
@@ -104,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m powerlaw_lib", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=("list", "status", "run", "sweep", "evaluate", "show",
-                                        "audit", "retrain"))
+                                        "claims", "audit", "retrain"))
     ap.add_argument("grid", nargs="?", choices=sorted(CHAPTER_GRIDS),
                     help="a chapter's grid (optional for list and status)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
@@ -237,6 +240,23 @@ def _show(configs: list, store: ResultStore) -> int:
     return 0
 
 
+def _claims(grid: str, configs: list, store: ResultStore, params: dict) -> int:
+    """The chapter's claims (`verdicts.chapter_claims`) on the grid's stored runs."""
+    from .verdicts import CHAPTER_CLAIMS, chapter_claims, claim_lines, extra_lines
+
+    if grid not in CHAPTER_CLAIMS:
+        raise SystemExit(f"{grid} has no claims judged by the library; chapters with claims: "
+                         f"{', '.join(sorted(CHAPTER_CLAIMS))}")
+    results = [r for r in (store.get(c) for c in configs) if r is not None]
+    missing = len(configs) - len(results)
+    print(f"{grid}: {len(results)}/{len(configs)} runs stored in {store.path}"
+          + (f"; PROVISIONAL, {missing} missing: judged on the stored runs only (the chapter "
+             "judges the complete grid)" if missing else ""))
+    for line in claim_lines(chapter_claims(grid, results, params)) + extra_lines(grid, results, params):
+        print(line)
+    return 0
+
+
 def _run(args: argparse.Namespace, configs: list, store: ResultStore, executor) -> int:
     """`run` and `evaluate`: the missing configs, in grid or method order, up to --limit."""
     from .experiments import GridRunError, run_grid
@@ -352,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
         return _status(args.grid, configs, store, params)
     if args.command == "show":
         return _show(configs, store)
+    if args.command == "claims":
+        return _claims(args.grid, configs, store, params)
     if args.command == "audit":
         return _audit(args, configs, store, params)
     if args.command == "retrain":

@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
               "audit_checks", "plotting"}),
     ("summaries", {"costs", "analysis", "tables", "claims"}),
     ("orchestration", {"experiments", "grids", "diagnostics", "sweep", "audits",
-                       "alpha_analysis"}),
+                       "alpha_analysis", "verdicts"}),
     ("command line", {"__main__"}),
 ]
 LAYER_OF = {module: i for i, (_, modules) in enumerate(LAYERS) for module in modules}

@@ -1,0 +1,96 @@
+"""The papers' claims that a chapter judges, on whatever runs a store holds.
+
+The deep chapter judges the claims of Nassar et al. 2020, §4.2–4.3 (`claims.deep_claims`,
+on `grids.deep_groups`); the α sweep those of Gerum et al. 2022
+(`alpha_analysis.alpha_claims`, on `alpha_analysis.sweep_groups`). `chapter_claims` runs the
+same functions outside the book, for `python -m powerlaw_lib claims GRID`: on a complete
+grid it gives the chapter's verdicts and numbers; on a partial one, verdicts on the stored
+runs only (a claim whose runs are missing is "not tested"), which the chapter never shows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+from .claims import Claim, decreasing_alpha_effect, deep_claims, verdict
+from .store import Result
+
+__all__ = ["CHAPTER_CLAIMS", "chapter_claims", "claim_lines", "extra_lines"]
+
+
+def _deep(results: Sequence[Result], params: dict) -> list[Claim]:
+    from .grids import deep_groups
+
+    return deep_claims(deep_groups(results, params.get("chosen_betas")))
+
+
+def _alpha_sweep(results: Sequence[Result], params: dict) -> list[Claim]:
+    from .alpha_analysis import alpha_claims, sweep_groups
+
+    return alpha_claims(sweep_groups(results))
+
+
+#: Chapters whose claims are judged by library functions: grid name -> f(results, grid
+#: parameters) -> claims, in the chapter's order.
+CHAPTER_CLAIMS: dict[str, Callable[[Sequence[Result], dict], list[Claim]]] = {
+    "deep": _deep, "alpha_sweep": _alpha_sweep}
+
+
+def chapter_claims(grid: str, results: Sequence[Result], params: dict | None = None
+                   ) -> list[Claim]:
+    """The claims chapter `grid` judges, on `results` (the stored runs of its grid built
+    with `params`, the grid function's keyword parameters)."""
+    if grid not in CHAPTER_CLAIMS:
+        raise ValueError(f"grid must be one of {', '.join(sorted(CHAPTER_CLAIMS))} "
+                         f"(chapters whose claims the library judges), got {grid!r}")
+    return CHAPTER_CLAIMS[grid](results, dict(params or {}))
+
+
+def _number(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return "–" if math.isnan(value) else f"{value:.4g}"
+
+
+def _percent(s) -> str:
+    """A `analysis.Summary` of fractions as "mean ± sd % (n seeds)"."""
+    return f"{100 * s.mean:.2f} ± {100 * s.sd:.2f} % ({s.n} seed{'s' if s.n != 1 else ''})"
+
+
+def claim_lines(claims: Sequence[Claim]) -> list[str]:
+    """One line per claim: number, verdict, wording; then its numbers (points for
+    accuracy differences, as the chapters glue them), untested ones as "–"."""
+    lines = []
+    for c in claims:
+        lines.append(f"{c.number}. {verdict(c.held)}: {c.text}")
+        if c.numbers:
+            lines.append("     " + "  ".join(f"{k}={_number(v)}" for k, v in c.numbers.items()))
+    return lines
+
+
+def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None) -> list[str]:
+    """What the chapter reports beside its claims: the deep chapter's decreasing-α variant
+    against all-layer α = 1 (Nassar et al.'s future work); the α sweep's best target per
+    setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd)."""
+    params = dict(params or {})
+    if grid == "deep":
+        from .grids import deep_groups
+
+        effect = decreasing_alpha_effect(deep_groups(results, params.get("chosen_betas")))
+        if effect is None:
+            return ["decreasing α: not tested (runs missing)"]
+        return ["decreasing α vs all-layer α = 1: "
+                + "  ".join(f"{k}={_number(v)}" for k, v in effect.items())]
+    if grid == "alpha_sweep":
+        from .alpha_analysis import best_by_setting, sweep_groups
+
+        lines = []
+        for setting, best in best_by_setting(sweep_groups(results)).items():
+            for name, b in best.items():
+                refs = "".join(f"; {label}: {_percent(v)}" for label, v in
+                               (("at α* = 1", b.at_one), ("unregularized", b.unregularized)) if v)
+                lines.append(f"best α* for {name} in {setting}: {b.target:g} "
+                             f"({_percent(b.value)}{refs})")
+        return lines
+    return []

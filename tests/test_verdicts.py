@@ -1,0 +1,89 @@
+"""The chapters' claims judged outside the book (`powerlaw_lib.verdicts`, `claims GRID`),
+on synthetic stored runs whose verdicts are known."""
+
+from __future__ import annotations
+
+import pytest
+
+from powerlaw_lib import __main__ as cli
+from powerlaw_lib import alpha_analysis as aa
+from powerlaw_lib import grids, verdicts
+from powerlaw_lib.claims import Claim
+from powerlaw_lib.evaluation import metric_name
+from powerlaw_lib.store import Result, ResultStore
+
+DEEP = dict(archs=("mlp",), width=40, decreasing_alphas=())
+PGD = {"vanilla": 0.30, "vanilla-wh": 0.05}     # whitening: 25 points less robust
+
+
+def _deep_store(path) -> tuple[ResultStore, list]:
+    """The vanilla and whitened MLP runs of a small deep grid, all seeds, nothing else."""
+    store = ResultStore(path)
+    configs = grids.deep(**DEEP)
+    for c in configs:
+        variant = grids.deep_variant(c)
+        if variant in PGD:
+            pgd = PGD[variant] + 0.004 * (c.seed - 1)
+            store.put(Result(c, {"clean_accuracy": 0.98}, curves={"pgd": [pgd] * 3}))
+    return store, configs
+
+
+def test_deep_claims_on_a_partial_store_judge_only_what_its_runs_allow(tmp_path, capsys):
+    store, configs = _deep_store(tmp_path)
+    stored = [store.get(c) for c in configs if c in store]
+    claims = {c.number: c for c in verdicts.chapter_claims("deep", stored, {})}
+    assert claims[1].held is True and claims[1].numbers["c1_diff"] == pytest.approx(-25.0)
+    assert all(claims[n].held is None for n in (2, 3, 4, 5, 7, 8))
+
+    args = ["claims", "deep", "--results", str(tmp_path)] + sum(
+        (["--set", f"{k}={v!r}"] for k, v in DEEP.items()), [])
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"deep: {len(stored)}/{len(configs)} runs stored")
+    assert f"PROVISIONAL, {len(configs) - len(stored)} missing" in out[0]
+    assert "1. reproduced: whitening makes the MLP brittle" in out
+    assert "2. not tested: last-layer SpecReg does not rescue the whitened MLP" in out
+    assert out[-1] == "decreasing α: not tested (runs missing)"
+
+
+def _alpha_results():
+    """Every run of a small α sweep: dense best at α* = 2.5, the MNIST CNN falling with α*,
+    CIFAR-10 accuracy falling and robustness rising with α*; unregularized α̂ = 1.7."""
+    out = []
+    for c in grids.alpha_sweep(dense_width=150, deep_width=130, cnn_width=150):
+        setting = grids.alpha_setting(c)
+        a = c.alpha if c.regularizer != "none" else 1.7
+        jitter = 0.002 * (c.seed - 1)
+        acc = 0.97 - 0.01 * (a - 2.5) ** 2 if setting in ("shallow", "deep") else 0.95 - 0.02 * a
+        pgd = 0.2 + 0.03 * a if setting == "cnn-cifar10" else acc - 0.3
+        layer = f"layer{len(c.hidden_widths)}"
+        out.append(Result(c, {"clean_accuracy": acc + jitter,
+                              metric_name("pgd", aa.read_eps(setting)): pgd + jitter,
+                              f"{layer}_alpha_gerum": a + jitter, f"{layer}_alpha": a}))
+    return out
+
+
+def test_alpha_sweep_claims_and_best_targets_on_a_complete_grid():
+    results = _alpha_results()
+    claims = verdicts.chapter_claims("alpha_sweep", results)
+    assert [c.held for c in claims] == [True, True, True, True]
+    assert claims == aa.alpha_claims(aa.sweep_groups(results))    # the chapter's judgement
+    lines = verdicts.extra_lines("alpha_sweep", results)
+    assert len(lines) == 2 * len(grids.ALPHA_SETTINGS)              # accuracy and PGD, per setting
+    assert lines[0].startswith("best α* for acc in shallow: 2.5 (97.00 ± 0.20 % (3 seeds); "
+                               "at α* = 1: 94.75 ± 0.20 % (3 seeds); unregularized: ")
+    assert any(l.startswith("best α* for pgd in cnn-cifar10: 5 (") for l in lines)
+
+
+def test_claim_lines_show_untested_numbers_as_a_dash():
+    lines = verdicts.claim_lines([Claim(3, "x helps", None, {"d": float("nan"), "e": 1.23456}),
+                                  Claim(4, "y", False, {"where": "is not"})])
+    assert lines == ["3. not tested: x helps", "     d=–  e=1.235",
+                     "4. not reproduced: y", "     where=is not"]
+
+
+def test_a_chapter_without_library_claims_is_refused_by_name(tmp_path):
+    with pytest.raises(ValueError, match="grid must be one of alpha_sweep, deep.*'shallow'"):
+        verdicts.chapter_claims("shallow", [])
+    with pytest.raises(SystemExit, match="shallow has no claims judged by the library"):
+        cli.main(["claims", "shallow", "--results", str(tmp_path)])
