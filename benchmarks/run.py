@@ -36,6 +36,10 @@ Measures, in one process, and prints a table; writes ``benchmarks/results.json``
   784-2000-10 net (no batch norm, as in the α sweep, penalty on its hidden layer) and the 784-1000-1000-1000-10
   MLP (penalty on all three hidden layers). One cold start every ``restart_every`` steps is
   included (amortised). Lower is better; the goal is <= 2.
+- ``side_by_side_gain_<step>`` -- total training steps per second of two single-thread
+  processes side by side over one process on two threads (:mod:`benchmarks.side_by_side`):
+  the vanilla CNN, the 3x1000 MLP with the slope penalty, the 2000-wide MLP with eq. 2.
+  Informational (no target): above 1, `sweep --jobs 2 --threads 1` trains more per hour.
 
 Every step, epoch and curve timed in this process runs as `powerlaw_lib.training.train` runs
 it: with :func:`powerlaw_lib.hardware.keep_freed_memory` on (set once at the start, since it
@@ -75,6 +79,7 @@ from .cnn import cnn_pgd_figures, cnn_speed_figures
 from .costs import cost_figures, grid_cost_classes
 from .measures import (GEMM_SIZE, epoch_figures, gemm_gflops, pgd_figures, refresh_figures,
                        slope_step_figures, step_figures)
+from .side_by_side import SIDE_BY_SIDE_CONFIGS, side_by_side_figures
 from .timing import machine_description
 
 RESULTS = Path(__file__).resolve().parent / "results.json"
@@ -204,6 +209,11 @@ def run(quick: bool = False, bf16: bool | None = None) -> dict:
     details["pgd"] = pgd_figures(data, EPS_GRID, n_images=200 if quick else 2000,
                                  steps=5 if quick else 40, train_images=3000 if quick else 15000)
     _log(f"  speedup {details['pgd']['pgd_curve_speedup_vs_naive']:.2f}")
+    _log("two single-thread runs side by side against one run on two threads")
+    details["side_by_side"] = {name: side_by_side_figures(name, steps=2 if quick else 8,
+                                                          rounds=1 if quick else 2, quick=quick)
+                               for name in SIDE_BY_SIDE_CONFIGS}
+    _log(f"  {details['side_by_side']}")
     gemm.append(gemm_gflops(repeats=3 if quick else 9, bf16_size=bf16_size))
 
     metrics["gemm_gflops_fp32"] = statistics.median(g["gemm_gflops_fp32"] for g in gemm)
@@ -230,6 +240,8 @@ def run(quick: bool = False, bf16: bool | None = None) -> dict:
     for method, figures in cnn.items():
         metrics[f"cnn_{method}_step_speedup_vs_baseline"] = figures["speedup"]
     metrics["cnn_pgd_curve_in_epochs"] = details["cnn_pgd"]["pgd_curve_in_epochs"]
+    for name, figures in details["side_by_side"].items():
+        metrics[f"side_by_side_gain_{name}"] = figures["side_by_side_gain"]
 
     results.update(metrics=metrics, targets=TARGETS, upper_targets=UPPER_TARGETS, details=details,
                    gemm_start_end=gemm, seconds_total=time.perf_counter() - start)

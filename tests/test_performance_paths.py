@@ -323,3 +323,14 @@ def test_only_independent_models_without_a_penalty_term_are_chunked() -> None:
     with pytest.raises(ValueError, match="without a term"):
         training_step(model, make_optimizer(RunConfig(), model), spectral,
                       torch.rand(8, 1, 12, 12), torch.randint(0, 10, (8,)), chunk=4)
+
+
+def test_side_by_side_gain_is_the_pair_s_total_step_rate_over_the_single_run_s():
+    from benchmarks.side_by_side import side_by_side_figures
+
+    with pytest.raises(ValueError, match="threads must be an even number >= 2, got 3"):
+        side_by_side_figures("cnn", threads=3)
+    f = side_by_side_figures("shallow_specreg", threads=2, steps=1, rounds=1, quick=True)
+    assert f["step_seconds_one_run"] > 0 and f["step_seconds_side_by_side"] > 0
+    assert f["side_by_side_gain"] == pytest.approx(2 * f["step_seconds_one_run"]
+                                                   / f["step_seconds_side_by_side"])
