@@ -13,21 +13,19 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
+from .alpha_analysis import alpha_claims, best_by_setting, sweep_groups
 from .claims import Claim, decreasing_alpha_effect, deep_claims, verdict
+from .grids import deep_groups
 from .store import Result
 
 __all__ = ["CHAPTER_CLAIMS", "chapter_claims", "claim_lines", "extra_lines"]
 
 
 def _deep(results: Sequence[Result], params: dict) -> list[Claim]:
-    from .grids import deep_groups
-
     return deep_claims(deep_groups(results, params.get("chosen_betas")))
 
 
 def _alpha_sweep(results: Sequence[Result], params: dict) -> list[Claim]:
-    from .alpha_analysis import alpha_claims, sweep_groups
-
     return alpha_claims(sweep_groups(results))
 
 
@@ -75,16 +73,12 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
     setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd)."""
     params = dict(params or {})
     if grid == "deep":
-        from .grids import deep_groups
-
         effect = decreasing_alpha_effect(deep_groups(results, params.get("chosen_betas")))
         if effect is None:
             return ["decreasing α: not tested (runs missing)"]
         return ["decreasing α vs all-layer α = 1: "
                 + "  ".join(f"{k}={_number(v)}" for k, v in effect.items())]
     if grid == "alpha_sweep":
-        from .alpha_analysis import best_by_setting, sweep_groups
-
         lines = []
         for setting, best in best_by_setting(sweep_groups(results)).items():
             for name, b in best.items():
