@@ -51,6 +51,11 @@ SIDE_BY_SIDE_CONFIGS = {
 WARMUP_STEPS = 2
 
 
+def _default_threads() -> int:
+    """The machine's logical CPUs, rounded down to an even number (at least 2)."""
+    return 2 * max(1, (os.cpu_count() or 2) // 2)
+
+
 def _quick(config: RunConfig) -> RunConfig:
     """Small sizes for a smoke test (numbers meaningless)."""
     if config.arch == "cnn":
@@ -119,7 +124,7 @@ def side_by_side_figures(name: str, threads: int | None = None, steps: int = 8, 
     """One run on `threads` threads (default: the machine's logical CPUs, rounded down to
     an even number) against two on `threads // 2` each, in `rounds` alternating rounds;
     medians over rounds."""
-    threads = 2 * max(1, (os.cpu_count() or 2) // 2) if threads is None else threads
+    threads = _default_threads() if threads is None else threads
     if threads < 2 or threads % 2:
         raise ValueError(f"threads must be an even number >= 2, got {threads}")
     alone, pair = [], []
@@ -139,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds = _worker(args[1], int(args[2]), int(args[3]), Path(args[4]), quick)
         print(json.dumps({"seconds_per_step": seconds}))
         return 0
-    n = 2 * max(1, (os.cpu_count() or 2) // 2)
+    n = _default_threads()
     print(f"{'step':18s} {f'one run, {n} threads (s)':>23s} {f'two runs, {n // 2} each (s)':>23s} "
           f"{'gain':>6s}")
     for name in SIDE_BY_SIDE_CONFIGS:
