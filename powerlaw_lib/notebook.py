@@ -26,7 +26,9 @@ Rules for the parameters cell
   with a literal value: number, string, bool, ``None``, list, tuple or dict. A
   trailing comment says what smaller or larger values mean.
 * The cell ends with ``record_defaults()``: it snapshots the values assigned in
-  this very cell, before papermill injects its overrides in the next cell.
+  this very cell, before papermill injects its overrides in the next cell. A list
+  parameter for which an empty list means "none of these" is named there:
+  ``record_defaults(may_be_empty=["decreasing_alphas"])`` (a literal list).
 * Paths are relative to the repository root; resolve them with :func:`repo_path`.
 
 What is checked
@@ -43,7 +45,8 @@ the same checks, so ``papermill`` used directly also stops in the second cell:
   for a number, nor a number for a ``bool``;
 * the items of a sequence must have the type of the default's items (when the
   default's items share one type), and a sequence must not be empty unless its
-  default is empty (an empty seed list would silently produce no result).
+  default is empty or the parameters cell names it in ``may_be_empty`` (an empty
+  seed list would silently produce no result).
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from typing import Any
 __all__ = [
     "ANY",
     "check_parameters",
+    "read_may_be_empty",
     "read_parameter_defaults",
     "record_defaults",
     "repo_path",
@@ -163,6 +167,53 @@ def parse_parameters_source(source: str) -> dict[str, Any]:
     return defaults
 
 
+def parse_may_be_empty(source: str) -> frozenset[str]:
+    """Names given to ``record_defaults(may_be_empty=[...])`` in a parameters cell's source.
+
+    Raises
+    ------
+    ValueError
+        When ``may_be_empty`` is not a literal list or tuple of names.
+    """
+    lines = [ln for ln in source.splitlines() if not ln.lstrip().startswith(("%", "!"))]
+    for node in ast.parse("\n".join(lines)).body:
+        call = node.value if isinstance(node, ast.Expr) else None
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                and call.func.id == "record_defaults"):
+            continue
+        for keyword in call.keywords:
+            if keyword.arg == "may_be_empty":
+                try:
+                    names = ast.literal_eval(keyword.value)
+                except (ValueError, TypeError, SyntaxError):
+                    names = None
+                return _names_may_be_empty(names)
+    return frozenset()
+
+
+def _names_may_be_empty(names: Any) -> frozenset[str]:
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"record_defaults(may_be_empty=...) must be a literal list of parameter names; "
+            f"got {names!r}"
+        )
+    return frozenset(names)
+
+
+def _parameters_cell_source(notebook: Any) -> str | None:
+    """Source of the notebook's cell tagged ``parameters`` (None when there is none)."""
+    if isinstance(notebook, (str, Path)):
+        import jupytext
+
+        notebook = jupytext.read(Path(notebook))
+    for cell in notebook.cells:
+        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get(
+            "tags", []
+        ):
+            return cell.source
+    return None
+
+
 def read_parameter_defaults(notebook: Any) -> dict[str, Any]:
     """Read a chapter's parameter defaults from its parameters cell.
 
@@ -178,16 +229,20 @@ def read_parameter_defaults(notebook: Any) -> dict[str, Any]:
         ``name -> default`` (:data:`ANY` for non-literal defaults); empty when the
         notebook has no cell tagged ``parameters``.
     """
-    if isinstance(notebook, (str, Path)):
-        import jupytext
+    source = _parameters_cell_source(notebook)
+    return {} if source is None else parse_parameters_source(source)
 
-        notebook = jupytext.read(Path(notebook))
-    for cell in notebook.cells:
-        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get(
-            "tags", []
-        ):
-            return parse_parameters_source(cell.source)
-    return {}
+
+def read_may_be_empty(notebook: Any) -> frozenset[str]:
+    """The list parameters a chapter lets be empty (``record_defaults(may_be_empty=...)``).
+
+    Parameters
+    ----------
+    notebook : str, Path or nbformat.NotebookNode
+        As for :func:`read_parameter_defaults`.
+    """
+    source = _parameters_cell_source(notebook)
+    return frozenset() if source is None else parse_may_be_empty(source)
 
 
 # ---------------------------------------------------------------------- validation
@@ -221,7 +276,8 @@ def _coerce(kind: type, value: Any) -> Any:
     return float(value) if kind is float else value
 
 
-def _check_one(name: str, default: Any, value: Any) -> tuple[Any, str | None]:
+def _check_one(name: str, default: Any, value: Any,
+               may_be_empty: bool = False) -> tuple[Any, str | None]:
     """Check one override against its default; return (coerced value, problem)."""
     if default is None or default is ANY:
         return value, None
@@ -230,7 +286,7 @@ def _check_one(name: str, default: Any, value: Any) -> tuple[Any, str | None]:
             return value, (
                 f"{name!r} must be a list (default {default!r}); got {_type_name(value)} {value!r}"
             )
-        if len(value) == 0 and len(default) > 0:
+        if len(value) == 0 and len(default) > 0 and not may_be_empty:
             return value, f"{name!r} must not be empty (default {default!r})"
         kind = _item_type(default)
         if kind is not None:
@@ -264,6 +320,7 @@ def validate_parameters(
     *,
     chapter: str = "chapter",
     choices: Mapping[str, Iterable[Any]] | None = None,
+    may_be_empty: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Check parameter overrides against a chapter's defaults.
 
@@ -277,6 +334,9 @@ def validate_parameters(
         Chapter name used in the error message.
     choices : Mapping, optional
         ``name -> allowed values`` for parameters restricted to a set.
+    may_be_empty : iterable of str, optional
+        List parameters that accept an empty list although their default is not
+        empty (as read by :func:`read_may_be_empty`).
 
     Returns
     -------
@@ -291,11 +351,14 @@ def validate_parameters(
     """
     problems: list[str] = []
     checked: dict[str, Any] = {}
+    may_be_empty = frozenset(may_be_empty)
+    for name in sorted(may_be_empty - set(defaults)):
+        problems.append(f"may_be_empty names {name!r}, which is not a parameter")
     for name, value in values.items():
         if name not in defaults:
             problems.append(_unknown_message(name, defaults))
             continue
-        value, problem = _check_one(name, defaults[name], value)
+        value, problem = _check_one(name, defaults[name], value, name in may_be_empty)
         if problem is None and choices and name in choices:
             allowed = list(choices[name])
             if value not in allowed:
@@ -316,6 +379,7 @@ def validate_parameters(
 class _Record:
     defaults: dict[str, Any]
     history_index: int | None  # index of the parameters cell in IPython's input history
+    may_be_empty: frozenset[str]  # list parameters that may be given as []
 
 
 def _history_index() -> int | None:
@@ -350,17 +414,26 @@ def _caller_source(frame: Any) -> str | None:
     return None
 
 
-def record_defaults() -> None:
+def record_defaults(*, may_be_empty: Iterable[str] = ()) -> None:
     """Snapshot the parameters assigned in the calling cell (its last line).
 
     Call it as the last line of the chapter's parameters cell. It records the
     names and values assigned in that cell, which :func:`check_parameters` later
     compares with the values papermill injects.
 
+    Parameters
+    ----------
+    may_be_empty : iterable of str, optional
+        List parameters for which ``[]`` is a meaningful override ("none of
+        these"), although their default is not empty. Give a literal list: the
+        scripts read it from the source before the chapter runs.
+
     Raises
     ------
     RuntimeError
         When the calling cell's source cannot be found.
+    ValueError
+        When ``may_be_empty`` is not a list of names or names no parameter of the cell.
     """
     global _record
     frame = sys._getframe(1)
@@ -370,7 +443,13 @@ def record_defaults() -> None:
     names = _assigned_names(source)
     namespace = frame.f_globals
     defaults = {name: copy.deepcopy(namespace[name]) for name in names if name in namespace}
-    _record = _Record(defaults=defaults, history_index=_history_index())
+    names = may_be_empty if isinstance(may_be_empty, str) else list(may_be_empty)
+    empty_ok = _names_may_be_empty(names)
+    unknown = sorted(empty_ok - set(defaults))
+    if unknown:
+        raise ValueError(f"record_defaults(may_be_empty=...) names {unknown}, which the "
+                         f"parameters cell does not assign")
+    _record = _Record(defaults=defaults, history_index=_history_index(), may_be_empty=empty_ok)
 
 
 def _injected_names(record: _Record) -> list[str]:
@@ -426,7 +505,8 @@ def check_parameters(
     current = {name: namespace[name] for name in defaults if name in namespace}
     unknown = {name: namespace.get(name) for name in _injected_names(record) if name not in defaults}
     checked = validate_parameters(
-        defaults, {**current, **unknown}, chapter="this chapter", choices=choices
+        defaults, {**current, **unknown}, chapter="this chapter", choices=choices,
+        may_be_empty=record.may_be_empty,
     )
     namespace.update(checked)
     changed = [name for name in defaults if not _same(checked[name], defaults[name])]

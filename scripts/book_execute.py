@@ -41,6 +41,7 @@ if str(REPO) not in sys.path:  # the library, also when it is not pip-installed
 
 from powerlaw_lib.notebook import (  # noqa: E402
     ANY,
+    read_may_be_empty,
     read_parameter_defaults,
     validate_parameters,
 )
@@ -234,7 +235,8 @@ def chapter_parameters(
             f"{chapter.name}: {origin} sets {sorted(values)} but the chapter has no cell "
             "tagged 'parameters'"
         )
-    checked = validate_parameters(defaults, values, chapter=f"{chapter.name} ({origin})")
+    checked = validate_parameters(defaults, values, chapter=f"{chapter.name} ({origin})",
+                                  may_be_empty=read_may_be_empty(chapter.source))
     check_grid_parameters(chapter.name, {**defaults, **checked}, origin)
     return _plain(checked)
 

@@ -28,8 +28,11 @@ from book_render_check import unrendered_tables  # noqa: E402
 
 from powerlaw_lib.notebook import (  # noqa: E402
     ANY,
+    parse_may_be_empty,
     parse_parameters_source,
+    read_may_be_empty,
     read_parameter_defaults,
+    record_defaults,
     validate_parameters,
 )
 
@@ -124,6 +127,25 @@ def test_valid_overrides_pass_and_ints_become_floats():
 
 def test_empty_default_sequence_allows_empty_override():
     assert validate_parameters({"extra": []}, {"extra": []}) == {"extra": []}
+
+
+def test_may_be_empty_allows_only_the_named_lists_to_be_empty():
+    checked = validate_parameters(DEFAULTS, {"betas": []}, may_be_empty=["betas"])
+    assert checked == {"betas": []}
+    with pytest.raises(ValueError, match=r"'seeds' must not be empty"):
+        validate_parameters(DEFAULTS, {"betas": [], "seeds": []}, may_be_empty=["betas"])
+    with pytest.raises(ValueError, match=r"may_be_empty names 'beta', which is not a parameter"):
+        validate_parameters(DEFAULTS, {}, may_be_empty=["beta"])
+
+
+def test_may_be_empty_is_read_from_the_record_defaults_call():
+    source = 'extra = [1.0]  # ([] for none)\nrecord_defaults(may_be_empty=["extra"])\n'
+    assert parse_may_be_empty(source) == {"extra"}
+    assert parse_may_be_empty("x = [1]\nrecord_defaults()\n") == frozenset()
+    with pytest.raises(ValueError, match=r"must be a literal list of parameter names"):
+        parse_may_be_empty("names = ['x']\nrecord_defaults(may_be_empty=names)\n")
+    with pytest.raises(ValueError, match=r"must be a literal list of parameter names"):
+        parse_may_be_empty("record_defaults(may_be_empty='x')\n")
 
 
 def test_choices_restrict_values():
@@ -247,6 +269,27 @@ def test_papermill_alone_stops_in_the_check_cell(tiny_chapter, tmp_path):
     assert printed.strip() == "[7] 50 1.0 float"
 
 
+def test_an_empty_list_the_cell_declares_passes_both_checks(tiny_chapter, tmp_path):
+    import jupytext
+    import papermill
+
+    chapter = tiny_chapter()
+    chapter.source.write_text(chapter.source.read_text().replace(
+        "record_defaults()", 'record_defaults(may_be_empty=["seeds"])'))
+    assert chapter_parameters(chapter, {"seeds": []}) == {"seeds": []}
+    done = papermill.execute_notebook(
+        jupytext.read(chapter.source), str(tmp_path / "empty.ipynb"), parameters={"seeds": []},
+        kernel_name="python3", progress_bar=False, cwd=str(REPO),
+        extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+    printed = "".join(o.get("text", "") for o in done.cells[-1].outputs)
+    assert printed.strip() == "[] 50 0.001 float"
+
+
+def test_record_defaults_refuses_may_be_empty_names_it_does_not_assign():
+    with pytest.raises(ValueError, match=r"names \['no_such_parameter'\], which the"):
+        record_defaults(may_be_empty=["no_such_parameter"])
+
+
 # ------------------------------------------------------------------ toc and config
 
 
@@ -305,8 +348,26 @@ def test_chapters_follow_the_parameter_convention():
         if not tagged:
             continue
         index = tagged[0]
-        assert cells[index].source.rstrip().endswith("record_defaults()"), chapter.name
+        last_line = cells[index].source.rstrip().splitlines()[-1]
+        assert last_line.startswith("record_defaults(") and last_line.endswith(")"), chapter.name
         assert "check_parameters(globals()" in cells[index + 1].source, chapter.name
+
+
+def test_lists_documented_as_possibly_empty_are_declared_so():
+    """A comment "([] for none)" promises an empty override works: both checks must allow it."""
+    import jupytext
+
+    for chapter in _existing_chapters():
+        cells = [c for c in jupytext.read(chapter.source).cells
+                 if "parameters" in c.metadata.get("tags", [])]
+        if not cells:
+            continue
+        documented = {line.split("=")[0].strip() for line in cells[0].source.splitlines()
+                      if "[] for none" in line}
+        declared = read_may_be_empty(chapter.source)
+        assert documented == declared, chapter.name
+        for name in declared:
+            assert chapter_parameters(chapter, {name: []}) == {name: []}, (chapter.name, name)
 
 
 # --------------------------------------------------------------------- offline HTML
