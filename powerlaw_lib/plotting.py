@@ -237,12 +237,25 @@ def figure_legend(fig: Figure, axes: Any, *, ncols: int = 3, remove_axes_legends
                       ncols=ncols, **legend_kwargs)
 
 
+#: Leading digits of the minor ticks that :func:`log_percent_axis` labels (1, 2, 3, 5, 10, 20, ...).
+LOG_MINOR_LABELS = (2, 3, 5)
+
+
+def _minor_log_label(value: float, _position: int) -> str:
+    """'%g' of a minor log tick whose leading digit is in LOG_MINOR_LABELS, else ''."""
+    if value <= 0:
+        return ""
+    leading = round(value / 10 ** np.floor(np.log10(value) + 1e-9))
+    return f"{value:g}" if leading in LOG_MINOR_LABELS else ""
+
+
 def log_percent_axis(ax: Axes) -> Axes:
     """Put the y axis of ``ax`` on a log scale labelled in plain numbers (2, 3, 10, not
-    2×10⁰): for error rates in percent, where the last tenths of a point matter."""
+    2×10⁰): for error rates in percent, where the last tenths of a point matter. Minor ticks
+    are labelled only at 2, 3 and 5 times a power of ten, so labels never crowd."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(mpl.ticker.FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(mpl.ticker.FuncFormatter(_minor_log_label))
     return ax
 
 

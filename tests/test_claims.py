@@ -92,6 +92,16 @@ def test_missing_runs_leave_a_claim_untested_with_nan_numbers():
     assert claims.decreasing_alpha_effect({"mlp": {"vanilla": _runs(MLP, 0.3)}}) is None
 
 
+def test_claims_of_both_networks_report_the_half_that_is_stored():
+    groups = _paper_like()
+    del groups["cnn"]
+    judged = {c.number: c for c in claims.deep_claims(groups)}
+    for number, key, gain in ((3, "c3_mlp", 0.0), (4, "c4_mlp", 20.0)):
+        assert judged[number].held is None                          # needs the CNN to judge
+        assert judged[number].numbers[key] == pytest.approx(gain)
+        assert math.isnan(judged[number].numbers[key.replace("mlp", "cnn")])
+
+
 def test_the_decreasing_alpha_effect_is_two_sided():
     groups = _paper_like()
     groups["mlp"]["specreg-all-decreasing"] = _runs(DECREASING, 0.40, alphas=(2.0, 1.5, 1.0), clean=0.97)
