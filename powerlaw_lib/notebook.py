@@ -523,15 +523,44 @@ def _same(a: Any, b: Any) -> bool:
         return a is b
 
 
+#: How far (fraction of the figure's width) drawn content may reach beyond the canvas.
+MAX_FIGURE_OVERHANG = 0.03
+
+
+def figure_overhang(fig: Any) -> float:
+    """How much wider than its canvas ``fig`` is drawn (0.1 = 10 %; 0 when it fits).
+
+    Figures are saved with a tight bounding box, so a legend or label that sticks out of
+    the canvas widens the PNG, and the page then shrinks the whole figure, text included.
+    """
+    width = fig.get_tightbbox(fig.canvas.get_renderer()).width      # inches, everything drawn
+    return max(0.0, width / fig.get_figwidth() - 1.0)
+
+
 def glue_figure(name: str, fig: Any) -> None:
     """Glue a matplotlib figure for a numbered ``{glue:figure}`` with a caption.
 
     The figure is stored in the cell's output (not shown there) and closed, so it appears
     once, where the chapter's ``{glue:figure} name`` directive places it.
+
+    Raises
+    ------
+    ValueError
+        When the figure is drawn more than `MAX_FIGURE_OVERHANG` wider than its canvas
+        (a legend or label sticks out; the page would shrink every text in it).
     """
     import matplotlib.pyplot as plt
     from myst_nb import glue as _glue
 
+    overhang = figure_overhang(fig)
+    if overhang > MAX_FIGURE_OVERHANG:
+        width = fig.get_figwidth()
+        plt.close(fig)
+        raise ValueError(
+            f"figure {name!r} is drawn {width * (1 + overhang):.1f} in wide on its {width:.1f} in "
+            f"canvas: a legend or label sticks out, and the page would shrink the whole figure; "
+            f"use fewer legend columns or shorter labels"
+        )
     _glue(name, fig, display=False)
     plt.close(fig)
 

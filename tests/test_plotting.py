@@ -308,3 +308,24 @@ def test_figure_legend_collects_each_label_once_and_clears_the_panels():
     assert [t.get_text() for t in legend.get_texts()] == ["a", "b"]
     assert all(ax.get_legend() is None for ax in axes)
     assert plotting.figure_legend(fig, plt.figure().subplots()) is None   # nothing labelled
+
+
+def test_a_figure_whose_legend_sticks_out_is_refused_before_it_reaches_the_page():
+    from powerlaw_lib.notebook import MAX_FIGURE_OVERHANG, figure_overhang, glue_figure
+
+    fig, axes = plotting.page_figure(1, 2, layout="constrained")
+    for k in range(6):
+        axes[0].plot([0, 1], [k, k], label=f"a rather long label for curve number {k}")
+    plotting.figure_legend(fig, axes, ncols=2)
+    assert figure_overhang(fig) <= MAX_FIGURE_OVERHANG                 # two columns fit
+    plt.close(fig)
+
+    fig, axes = plotting.page_figure(1, 2, layout="constrained")
+    for k in range(6):
+        axes[0].plot([0, 1], [k, k], label=f"a rather long label for curve number {k}")
+    plotting.figure_legend(fig, axes, ncols=6)                         # six do not
+    assert figure_overhang(fig) > 0.5
+    with pytest.raises(ValueError, match=r"figure 'fig_wide' is drawn \d+\.\d in wide on its "
+                                         r"7\.0 in canvas"):
+        glue_figure("fig_wide", fig)
+    assert not plt.fignum_exists(fig.number)                           # closed all the same
