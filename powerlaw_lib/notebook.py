@@ -565,6 +565,27 @@ def glue_figure(name: str, fig: Any) -> None:
     plt.close(fig)
 
 
+#: What a chapter's prose shows for a number that was not measured (NaN).
+NOT_MEASURED = "–"
+
+
+def glue_number(name: str, value: Any, spec: str) -> None:
+    """Glue ``value`` formatted with ``spec`` (e.g. "+.1f"), or `NOT_MEASURED` when it is NaN.
+
+    For numbers that a chapter run with fewer settings may lack (the CNN of a run with
+    ``archs=["mlp"]``): the prose then reads "–" rather than "+nan". Refer to the value as
+    ``{glue:text}`name``` (the format is applied here, not in the prose).
+    """
+    import math
+
+    if isinstance(value, str):
+        text = value
+    else:
+        number = float(value)
+        text = NOT_MEASURED if math.isnan(number) else format(number, spec)
+    glue(name, text, display=False)
+
+
 def glue(name: str, value: Any, display: bool = False) -> None:
     """`myst_nb.glue` for chapter numbers, with numpy scalars turned into Python numbers.
 

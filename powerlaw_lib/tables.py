@@ -143,10 +143,12 @@ def deep_settings(mlp: RunConfig | None, cnn: RunConfig | None, n_seeds: int,
          "after h2 (MLP) / the flattened last conv output (CNN); batch statistics in "
          "training, frozen on the training set for evaluation"),
         ("SpecReg", "α = 1, τ = 10, β not stated", "β from {1, 2, 5}",
-         f"α = 1, τ = 10, β ∈ {sorted(set(selection_betas))} chosen by the rule below"),
-        ("Jacobian", "β_j = 0.01; eq. 11 writes ‖∂L/∂x‖² (the loss's input gradient), "
-         "citing Hoffman et al.", "Hoffman et al.'s ‖∂logits/∂x‖²_F, 1 random projection",
-         f"β_j = {jacobian_beta:g}, ½ mean ‖∂logits/∂x‖²_F, 1 random projection"),
+         "α = 1, τ = 10, β ∈ {" + ", ".join(f"{b:g}" for b in sorted(set(selection_betas)))
+         + "} chosen by the rule below"),
+        ("Jacobian", "β = 0.01; eq. 11 writes ‖∂L/∂x‖² (the loss's input gradient), "
+         "citing Hoffman et al.", "Hoffman et al.'s ‖∂logits/∂x‖² (Frobenius), 1 random "
+         "projection",
+         f"β = {jacobian_beta:g}, ½ mean ‖∂logits/∂x‖² (Frobenius), 1 random projection"),
         ("optimizer", "Adam, lr 1e-4", "Adam (amsgrad), lr 1e-4", f"Adam{amsgrad}, lr {c.lr:g}"),
         ("batch", "1.5 × the widest layer (MLP 1500; CNN: 4056 for its 2704-wide first layer)",
          "1500 (MLP) / 6000 (CNN)", batches),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -543,3 +544,16 @@ def test_make_test_validates_every_draft_chapter_with_quick_parameters():
     assert "--drafts $(DRAFTS)" in makefile
     quick = load_params_file(REPO / "params" / "quick.yml")
     assert all(name in quick for name in drafts)
+
+
+def test_glue_number_formats_numbers_and_shows_a_dash_for_nan(monkeypatch):
+    import powerlaw_lib.notebook as notebook
+
+    glued = {}
+    monkeypatch.setattr(notebook, "glue", lambda name, value, display=False: glued.update({name: value}))
+    notebook.glue_number("gain", 10.8139, "+.1f")
+    notebook.glue_number("missing", float("nan"), "+.1f")
+    notebook.glue_number("alpha", np.float64(1.58850), ".2f")
+    notebook.glue_number("verdict", "is not", "+.1f")
+    assert glued == {"gain": "+10.8", "missing": notebook.NOT_MEASURED, "alpha": "1.59",
+                     "verdict": "is not"}
