@@ -65,6 +65,18 @@ def _depth(groups: Groups) -> int:
     return len(first[0].config.hidden_widths)
 
 
+def _gains_over_vanilla(groups: Groups, variant: str, key: str) -> tuple[dict, dict[str, float]]:
+    """PGD-area comparison of ``variant`` against vanilla in each network that has both, and
+    its numbers in points: ``{key}_{arch}`` and ``{key}_{arch}_se`` (NaN for a network not run)."""
+    gains = {a: compare(curve_area(groups, a, variant), curve_area(groups, a, "vanilla"))
+             for a in ("mlp", "cnn") if have(groups, a, "vanilla", variant)}
+    numbers = {}
+    for a in ("mlp", "cnn"):
+        numbers[f"{key}_{a}"] = 100 * gains[a].difference if a in gains else NAN
+        numbers[f"{key}_{a}_se"] = 100 * gains[a].standard_error if a in gains else NAN
+    return gains, numbers
+
+
 def whitening_brittle(groups: Groups) -> Claim:
     """1. Whitening an intermediate layer makes the MLP brittle."""
     text = "whitening makes the MLP brittle"
@@ -87,25 +99,16 @@ def last_layer_cnn_not_mlp(groups: Groups) -> Claim:
     """3. Last-layer SpecReg helps the CNN but not the MLP (§4.2: for the MLP it "had no
     effect on the robustness", two-sided: neither more nor less robust beyond 2 SE)."""
     text = "last-layer SpecReg helps the CNN but not the MLP"
-    both = [a for a in ("mlp", "cnn") if have(groups, a, "vanilla", "specreg-last")]
-    gains = {a: compare(curve_area(groups, a, "specreg-last"), curve_area(groups, a, "vanilla"))
-             for a in both}
-    numbers = {f"c3_{a}": 100 * gains[a].difference if a in gains else NAN for a in ("mlp", "cnn")}
-    numbers |= {f"c3_{a}_se": 100 * gains[a].standard_error if a in gains else NAN
-                for a in ("mlp", "cnn")}
-    held = gains["cnn"].held and not gains["mlp"].significant if len(both) == 2 else None
+    gains, numbers = _gains_over_vanilla(groups, "specreg-last", "c3")
+    held = gains["cnn"].held and not gains["mlp"].significant if len(gains) == 2 else None
     return Claim(3, text, held, numbers)
 
 
 def all_layers_help(groups: Groups) -> Claim:
     """4. SpecReg on every hidden layer improves both architectures."""
     text = "all-layer SpecReg improves both"
-    both = [a for a in ("mlp", "cnn") if have(groups, a, "vanilla", "specreg-all")]
-    gains = {a: compare(curve_area(groups, a, "specreg-all"), curve_area(groups, a, "vanilla")) for a in both}
-    numbers = {f"c4_{a}": 100 * gains[a].difference if a in gains else NAN for a in ("mlp", "cnn")}
-    numbers |= {f"c4_{a}_se": 100 * gains[a].standard_error if a in gains else NAN
-                for a in ("mlp", "cnn")}
-    held = all(g.held for g in gains.values()) if len(both) == 2 else None
+    gains, numbers = _gains_over_vanilla(groups, "specreg-all", "c4")
+    held = all(g.held for g in gains.values()) if len(gains) == 2 else None
     return Claim(4, text, held, numbers)
 
 

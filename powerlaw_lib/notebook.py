@@ -443,8 +443,8 @@ def record_defaults(*, may_be_empty: Iterable[str] = ()) -> None:
     names = _assigned_names(source)
     namespace = frame.f_globals
     defaults = {name: copy.deepcopy(namespace[name]) for name in names if name in namespace}
-    names = may_be_empty if isinstance(may_be_empty, str) else list(may_be_empty)
-    empty_ok = _names_may_be_empty(names)
+    empty_ok = _names_may_be_empty(may_be_empty if isinstance(may_be_empty, str)  # refused
+                                   else list(may_be_empty))
     unknown = sorted(empty_ok - set(defaults))
     if unknown:
         raise ValueError(f"record_defaults(may_be_empty=...) names {unknown}, which the "
