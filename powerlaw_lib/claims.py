@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AuditVerdict", "Claim", "DEEP_CLAIMS", "audit_verdict", "audited_accuracy",
            "cnn_all_like_last", "curve_area", "decreasing_alpha_effect", "deep_claims", "have",
-           "layer_alpha", "verdict"]
+           "layer_alpha", "regularized_layer_exponents", "verdict"]
 
 Groups = dict[str, dict[str, list[Result]]]
 NAN = float("nan")
@@ -211,6 +211,27 @@ def decreasing_alpha_effect(groups: Groups) -> dict[str, float | str] | None:
             "dec_alphas": ", ".join(f"{a:.2f}" for a in fitted),
             "dec_reached": _layers_text([l for l, (a, t) in enumerate(zip(fitted, targets), 1)
                                          if abs(a - t) <= ALPHA_TOLERANCE])}
+
+
+def regularized_layer_exponents(groups: Groups) -> dict[str, float | str]:
+    """Does SpecReg put the layer it regularizes at 1/n? (§4.3: "the regularizer was able to
+    enforce a 1/n decay for the last hidden layer of the network".)
+
+    For each network: the last hidden layer's fitted α (mean over seeds; NaN when not run)
+    under vanilla, last-layer SpecReg and all-layer SpecReg, keys
+    ``ll_alpha_{arch}_{vanilla|last|all}``, and for the two SpecReg variants
+    ``ll_reached_{arch}_{last|all}``: "is" or "is not" as that exponent lies within
+    `ALPHA_TOLERANCE` of 1, "–" when not run.
+    """
+    out: dict[str, float | str] = {}
+    for arch in ("mlp", "cnn"):
+        for short, variant in (("vanilla", "vanilla"), ("last", "specreg-last"), ("all", "specreg-all")):
+            alpha = layer_alpha(groups, arch, variant, _depth(groups)) if have(groups, arch, variant) else NAN
+            out[f"ll_alpha_{arch}_{short}"] = alpha
+            if short != "vanilla":
+                out[f"ll_reached_{arch}_{short}"] = ("–" if np.isnan(alpha) else "is"
+                                                     if abs(alpha - 1) <= ALPHA_TOLERANCE else "is not")
+    return out
 
 
 def _layers_text(layers: Sequence[int]) -> str:

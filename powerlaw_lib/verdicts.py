@@ -14,7 +14,7 @@ import math
 from typing import Callable, Sequence
 
 from .alpha_analysis import alpha_claims, best_by_setting, sweep_groups
-from .claims import Claim, decreasing_alpha_effect, deep_claims, verdict
+from .claims import Claim, decreasing_alpha_effect, deep_claims, regularized_layer_exponents, verdict
 from .grids import deep_groups
 from .store import Result
 
@@ -68,15 +68,20 @@ def claim_lines(claims: Sequence[Claim]) -> list[str]:
 
 
 def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None) -> list[str]:
-    """What the chapter reports beside its claims: the deep chapter's decreasing-α variant
+    """What the chapter reports beside its claims: the deep chapter's last-layer exponents
+    (`claims.regularized_layer_exponents`) and its decreasing-α variant
     against all-layer α = 1 (Nassar et al.'s future work); the α sweep's best target per
     setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd)."""
     params = dict(params or {})
     if grid == "deep":
-        effect = decreasing_alpha_effect(deep_groups(results, params.get("chosen_betas")))
+        groups = deep_groups(results, params.get("chosen_betas"))
+        exponents = ("last hidden layer's α (vanilla, SpecReg last, SpecReg all): "
+                     + "  ".join(f"{k}={_number(v)}" for k, v in
+                                 regularized_layer_exponents(groups).items()))
+        effect = decreasing_alpha_effect(groups)
         if effect is None:
-            return ["decreasing α: not tested (runs missing)"]
-        return ["decreasing α vs all-layer α = 1: "
+            return [exponents, "decreasing α: not tested (runs missing)"]
+        return [exponents, "decreasing α vs all-layer α = 1: "
                 + "  ".join(f"{k}={_number(v)}" for k, v in effect.items())]
     if grid == "alpha_sweep":
         lines = []

@@ -84,6 +84,23 @@ def test_claims_6_and_7_read_the_spectra():
     assert claims.jacobian_without_power_law(groups).held is False  # a 1/n Jacobian network
 
 
+def test_the_regularized_layer_reaches_1_over_n_only_within_the_tolerance():
+    groups = _paper_like()
+    groups["cnn"]["specreg-last"] = _runs(CNN, 0.50, alphas=(1.6, 1.6, 1.85))
+    del groups["mlp"]["specreg-all"]
+    out = claims.regularized_layer_exponents(groups)
+    assert out["ll_alpha_mlp_vanilla"] == pytest.approx(1.6)
+    assert out["ll_alpha_mlp_last"] == pytest.approx(2.0) and out["ll_reached_mlp_last"] == "is not"
+    assert out["ll_alpha_cnn_last"] == pytest.approx(1.85) and out["ll_reached_cnn_last"] == "is not"
+    assert out["ll_alpha_cnn_all"] == pytest.approx(0.95) and out["ll_reached_cnn_all"] == "is"
+    assert math.isnan(out["ll_alpha_mlp_all"]) and out["ll_reached_mlp_all"] == "–"
+    groups["mlp"]["specreg-last"] = _runs(MLP, 0.30, alphas=(2.0, 2.0, 1.08))
+    assert claims.regularized_layer_exponents(groups)["ll_reached_mlp_last"] == "is"
+    del groups["cnn"]
+    out = claims.regularized_layer_exponents(groups)
+    assert out["ll_reached_cnn_last"] == "–" and math.isnan(out["ll_alpha_cnn_vanilla"])
+
+
 def test_missing_runs_leave_a_claim_untested_with_nan_numbers():
     judged = claims.deep_claims({"mlp": {"vanilla": _runs(MLP, 0.3)}})
     assert all(c.held is None for c in judged)

@@ -24,7 +24,8 @@ def _deep_store(path) -> tuple[ResultStore, list]:
         variant = grids.deep_variant(c)
         if variant in PGD:
             pgd = PGD[variant] + 0.004 * (c.seed - 1)
-            store.put(Result(c, {"clean_accuracy": 0.98}, curves={"pgd": [pgd] * 3}))
+            alphas = {f"layer{l}_alpha": 1.6 for l in (1, 2, 3)}     # every run stores them
+            store.put(Result(c, {"clean_accuracy": 0.98, **alphas}, curves={"pgd": [pgd] * 3}))
     return store, configs
 
 
@@ -43,6 +44,8 @@ def test_deep_claims_on_a_partial_store_judge_only_what_its_runs_allow(tmp_path,
     assert f"PROVISIONAL, {len(configs) - len(stored)} missing" in out[0]
     assert "1. reproduced: whitening makes the MLP brittle" in out
     assert "2. not tested: last-layer SpecReg does not rescue the whitened MLP" in out
+    assert out[-2].startswith("last hidden layer's α") and "ll_alpha_mlp_vanilla=1.6 " in out[-2]
+    assert "ll_reached_mlp_last=–" in out[-2]
     assert out[-1] == "decreasing α: not tested (runs missing)"
 
 
