@@ -31,6 +31,7 @@ from .config import TRAIN_SIZES, RunConfig
 from .store import ResultStore
 
 __all__ = ["Estimate", "cost_class", "estimate_seconds", "estimator", "grid_estimate", "BENCH_RESULTS",
+           "steps_per_epoch",
            "CHAPTER_BUDGET_HOURS", "GridSummary", "budget_texts", "budget_verdict", "grid_hours", "grid_summary",
            "store_cost_table"]
 
@@ -107,7 +108,8 @@ def _bench_costs(path: Path) -> dict[str, dict]:
     return bench_results(path).get("costs", {})
 
 
-def _steps_per_epoch(config: RunConfig) -> int:
+def steps_per_epoch(config: RunConfig) -> int:
+    """Optimizer steps in one epoch of ``config``: training images // batch size (at least 1)."""
     n = config.train_subset or TRAIN_SIZES[config.dataset]
     return max(1, n // config.batch_size)
 
@@ -131,7 +133,7 @@ def estimate_seconds(config: RunConfig, store: ResultStore | None = None, *,
             if gemm_seconds is not None:
                 return entry[f"{name}_gemm_units"] * gemm_seconds
             return entry[f"{name}_seconds"]
-        epoch = seconds("step") * _steps_per_epoch(config) + seconds("refresh")
+        epoch = seconds("step") * steps_per_epoch(config) + seconds("refresh")
         ev = seconds("evaluate")
         return Estimate(epoch * config.epochs + ev, epoch, ev, "benchmark")
     nan = float("nan")

@@ -9,7 +9,7 @@ from powerlaw_lib import __main__ as cli
 from powerlaw_lib import grids
 from powerlaw_lib.config import RunConfig
 from powerlaw_lib.costs import (budget_texts, budget_verdict, cost_class, estimate_seconds, grid_estimate,
-                                grid_hours, unloaded_epoch_seconds)
+                                grid_hours, steps_per_epoch, unloaded_epoch_seconds)
 from powerlaw_lib.store import Result, ResultStore
 
 BASE = RunConfig(hidden=(64,), batch_size=100, epochs=10, train_subset=1000)
@@ -20,6 +20,12 @@ def _stored(store, config, epoch_seconds, evaluate=7.0):
     store.put(Result(config, {"clean_accuracy": 0.9}, history=history,
                      provenance={"seconds": {"evaluate": evaluate,
                                              "train_total": sum(epoch_seconds)}}))
+
+
+def test_steps_per_epoch_count_whole_batches_of_the_training_images():
+    assert steps_per_epoch(BASE) == 10                                      # 1000 images / 100
+    assert steps_per_epoch(RunConfig(arch="cnn", hidden=(1000,), batch_norm=False, batch_size=6000)) == 10
+    assert steps_per_epoch(RunConfig(hidden=(64,), batch_size=1500)) == 40  # 60,000 MNIST images
 
 
 def test_unloaded_epoch_seconds_ignores_slow_epochs():
