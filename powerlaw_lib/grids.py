@@ -117,7 +117,7 @@ def deep(seeds: Sequence[int] = (0, 1, 2), archs: Sequence[str] = ("mlp", "cnn")
          train_subset: int | None = None, test_subset: int | None = None,
          pgd_subset: int | None = 2000, strength_subset: int | None = 500,
          eps_grid: Sequence[float] = EPS_GRID, noise_grid: Sequence[float] = NOISE_GRID,
-         ) -> list[RunConfig]:
+         epoch_check: int = 100) -> list[RunConfig]:
     """Nassar et al. 2020, §4.2-4.3: the 784-1000-1000-1000-10 MLP and the CNN on MNIST.
 
     tanh, no batch norm; `width` units in each hidden layer of the MLP and in the CNN's
@@ -138,8 +138,14 @@ def deep(seeds: Sequence[int] = (0, 1, 2), archs: Sequence[str] = ("mlp", "cnn")
     Epochs: the authors' code trains 100. The MLP keeps 100; the CNN gets 50, decided from
     the measured costs (`make bench`, 2-core AMD EPYC: the MLP part alone is about 12 CPU
     hours at 100 epochs, the CNN part 11.7 at 100 and about 6 at 50, against a budget of
-    about 12 hours for the chapter).
+    about 12 hours for the chapter). What the cut costs is measured: the CNN's vanilla and
+    last-layer SpecReg runs of `selection_seed` (the latter at its chosen β) are trained
+    again for `epoch_check` epochs (the authors' 100; 0, or `cnn_epochs` itself, leaves
+    them out). These epoch-check runs stay out of the variants' groups (`deep_groups`) and
+    of the β selection; `deep_epoch_checks` pairs each with its main run.
     """
+    if isinstance(epoch_check, bool) or not isinstance(epoch_check, int) or epoch_check < 0:
+        raise ValueError(f"epoch_check must be an integer >= 0 (0: no epoch check), got {epoch_check!r}")
     chosen = dict(DEEP_CHOSEN_BETAS if chosen_betas is None else chosen_betas)
     unknown = set(chosen) - {f"{a}/{v}" for a in ("mlp", "cnn") for v in DEEP_SPECREG_VARIANTS}
     if unknown:
@@ -183,7 +189,30 @@ def deep(seeds: Sequence[int] = (0, 1, 2), archs: Sequence[str] = ("mlp", "cnn")
         if arch == "mlp" and decreasing_alphas and beta_all is not None:
             configs += [base.replace(seed=s, beta=float(beta_all), **every,
                                      layer_alphas=tuple(decreasing_alphas)) for s in seeds]
+        if arch == "cnn" and epoch_check not in (0, cnn_epochs):
+            beta_last = chosen.get("cnn/specreg-last")
+            checked = [base] + ([base.replace(beta=float(beta_last), **last)]
+                                if beta_last is not None else [])
+            configs += [c.replace(seed=selection_seed, epochs=epoch_check) for c in checked]
     return configs
+
+
+def deep_epochs(params: dict | None = None) -> dict[str, int]:
+    """Epochs of the deep grid's main runs, {"mlp": .., "cnn": ..}, from `deep`'s parameters
+    ``params`` (its defaults where they are left out)."""
+    defaults = inspect.signature(deep).parameters
+    params = params or {}
+    return {arch: int(params.get(f"{arch}_epochs", defaults[f"{arch}_epochs"].default))
+            for arch in ("mlp", "cnn")}
+
+
+def deep_epoch_checks(configs: Sequence[RunConfig], params: dict | None = None
+                      ) -> list[tuple[RunConfig, RunConfig]]:
+    """(main run, epoch-check run) pairs of the deep grid ``configs`` built from ``params``:
+    each run trained for other epochs than its architecture's main runs (`deep_epochs`),
+    with its twin at the main epochs (the same config otherwise)."""
+    main = deep_epochs(params)
+    return [(c.replace(epochs=main[c.arch]), c) for c in configs if c.epochs != main[c.arch]]
 
 
 def deep_beta_selection(store: ResultStore, tolerance: float = 0.01, **grid_params
@@ -199,9 +228,10 @@ def deep_beta_selection(store: ResultStore, tolerance: float = 0.01, **grid_para
     grid_params = {**grid_params, "chosen_betas": {}}
     configs = deep(**grid_params)
     sel_seed = grid_params.get("selection_seed", 0)
+    main = deep_epochs(grid_params)
     table: dict[str, dict] = {}
     for arch in grid_params.get("archs", ("mlp", "cnn")):
-        runs = [c for c in configs if c.arch == arch and c.seed == sel_seed]
+        runs = [c for c in configs if c.arch == arch and c.seed == sel_seed and c.epochs == main[arch]]
         for variant in DEEP_SPECREG_VARIANTS:
             reference = "vanilla-wh" if variant.endswith("-wh") else "vanilla"
             ref = [store.get(c) for c in runs if deep_variant(c) == reference]
@@ -220,19 +250,23 @@ DEEP_VARIANTS = ("vanilla", "vanilla-wh", "specreg-last", "specreg-last-wh", "sp
                  "specreg-all-decreasing", "jacobian")
 
 
-def deep_groups(results, chosen_betas: dict[str, float] | None = None
-                ) -> dict[str, dict[str, list]]:
+def deep_groups(results, chosen_betas: dict[str, float] | None = None,
+                epochs: dict[str, int] | None = None) -> dict[str, dict[str, list]]:
     """The deep chapter's results as {arch: {variant: results sorted by seed}}.
 
     A SpecReg variant keeps only its runs at the chosen β (`chosen_betas["arch/variant"]`,
     default `DEEP_CHOSEN_BETAS`; the decreasing-α runs use the all-layer β); a variant
-    without a chosen β is left out (its β-selection runs are the appendix's). Variants come
-    in `DEEP_VARIANTS` order.
+    without a chosen β is left out (its β-selection runs are the appendix's). Only runs of
+    the main epochs count (``epochs``, {"mlp": .., "cnn": ..}; default `deep_epochs()`):
+    the epoch-check runs are left out. Variants come in `DEEP_VARIANTS` order.
     """
     chosen = dict(DEEP_CHOSEN_BETAS if chosen_betas is None else chosen_betas)
+    main = deep_epochs() if epochs is None else epochs
     groups: dict[str, dict[str, list]] = {}
     for r in results:
         arch, variant = r.config.arch, deep_variant(r.config)
+        if r.config.epochs != main[arch]:
+            continue
         if variant.startswith("specreg"):
             beta = chosen.get(f"{arch}/{variant.replace('-decreasing', '')}")
             if beta is None or r.config.beta != beta:

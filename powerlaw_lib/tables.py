@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .analysis import compare, metric_values, refit_alphas, summarize
+from .analysis import compare, metric_values, refit_alphas, seed_curve_means, summarize
 from .config import RunConfig
 from .evaluation import metric_name
 from .store import Result
@@ -51,6 +51,26 @@ def results_table(groups: Groups, layer: int = 1, eps: Sequence[float] = (0.05, 
         cells.append(f"{summarize(metric_values(rs, f'layer{layer}_effective_dim')):.0f}")
         rows.append(cells)
     return rows
+
+
+def epoch_check_table(runs: Sequence[tuple[str, RunConfig, Result | None]]) -> str:
+    """What more epochs change: one row per (label, config, stored result or None) with the
+    epochs, clean accuracy, PGD accuracy averaged over its ε grid (%), the last hidden
+    layer's fitted α and the penalty ÷ β of the last epoch ("–" without one; "not run yet"
+    cells for a result not stored). For the deep grid's epoch checks (`grids.deep_epoch_checks`)."""
+    rows = []
+    for label, config, r in runs:
+        if r is None:
+            rows.append([label, config.epochs, *["not run yet"] * 4])
+            continue
+        depth = len(config.hidden_widths)
+        penalty = r.history[-1].get("penalty", 0.0) if r.history else 0.0
+        rows.append([label, config.epochs, f"{100 * r.metrics['clean_accuracy']:.2f}",
+                     f"{100 * float(seed_curve_means([r], 'pgd')[0]):.1f}",
+                     f"{r.metrics[f'layer{depth}_alpha']:.2f}",
+                     f"{penalty / config.beta:.3f}" if penalty else "–"])
+    return markdown(["run", "epochs", "clean acc. (%)", "PGD, mean over ε (%)",
+                     "α, last hidden layer", "penalty ÷ β, last epoch"], rows)
 
 
 def results_header(eps: Sequence[float] = (0.05, 0.1)) -> list[str]:

@@ -15,14 +15,14 @@ from typing import Callable, Sequence
 
 from .alpha_analysis import alpha_claims, best_by_setting, sweep_groups
 from .claims import Claim, decreasing_alpha_effect, deep_claims, regularized_layer_exponents, verdict
-from .grids import deep_groups
+from .grids import deep_epochs, deep_groups
 from .store import Result
 
 __all__ = ["CHAPTER_CLAIMS", "chapter_claims", "claim_lines", "extra_lines"]
 
 
 def _deep(results: Sequence[Result], params: dict) -> list[Claim]:
-    return deep_claims(deep_groups(results, params.get("chosen_betas")))
+    return deep_claims(deep_groups(results, params.get("chosen_betas"), deep_epochs(params)))
 
 
 def _alpha_sweep(results: Sequence[Result], params: dict) -> list[Claim]:
@@ -74,7 +74,7 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
     setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd)."""
     params = dict(params or {})
     if grid == "deep":
-        groups = deep_groups(results, params.get("chosen_betas"))
+        groups = deep_groups(results, params.get("chosen_betas"), deep_epochs(params))
         exponents = ("last hidden layer's α (vanilla, SpecReg last, SpecReg all): "
                      + "  ".join(f"{k}={_number(v)}" for k, v in
                                  regularized_layer_exponents(groups).items()))

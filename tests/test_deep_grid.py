@@ -22,7 +22,7 @@ def test_select_beta_takes_the_largest_beta_within_the_tolerance():
 
 
 def test_default_grid_holds_every_variant_and_the_selection_runs():
-    configs = grids.deep(chosen_betas={})
+    configs = grids.deep(chosen_betas={}, epoch_check=0)
     assert len({c.key for c in configs}) == len(configs)
     by_arch = {a: [c for c in configs if c.arch == a] for a in ("mlp", "cnn")}
     for arch, cs in by_arch.items():
@@ -49,6 +49,45 @@ def test_a_chosen_beta_adds_every_seed_and_the_decreasing_alpha_runs():
     dec = [c for c in configs if grids.deep_variant(c) == "specreg-all-decreasing"]
     assert sorted(c.seed for c in dec) == [0, 1, 2]
     assert all(c.alphas == {1: 2.0, 2: 1.5, 3: 1.0} and c.beta == 2.0 for c in dec)
+
+
+def test_the_epoch_check_retrains_the_cnn_runs_of_the_selection_seed_at_more_epochs():
+    chosen = {"cnn/specreg-last": 2.0}
+    configs = grids.deep(chosen_betas=chosen)                         # epoch_check=100
+    pairs = grids.deep_epoch_checks(configs)
+    assert [(grids.deep_variant(c), c.seed, c.epochs, c.beta) for _, c in pairs] == [
+        ("vanilla", 0, 100, 1.0), ("specreg-last", 0, 100, 2.0)]
+    keys = {c.key for c in configs}
+    assert all(main.key in keys and main.epochs == 50 for main, _ in pairs)  # twins in the grid
+    assert len(grids.deep_epoch_checks(grids.deep(chosen_betas={}))) == 1     # no β: vanilla only
+    assert not grids.deep_epoch_checks(grids.deep(chosen_betas=chosen, epoch_check=0))
+    assert not grids.deep_epoch_checks(grids.deep(archs=("mlp",), chosen_betas=chosen))
+    same = grids.deep(chosen_betas=chosen, cnn_epochs=100)                    # nothing to check
+    assert not grids.deep_epoch_checks(same, {"cnn_epochs": 100})
+    assert grids.deep_epochs({"cnn_epochs": 7}) == {"mlp": 100, "cnn": 7}
+    for bad in (-1, 2.5, None):
+        with pytest.raises(ValueError, match="epoch_check"):
+            grids.deep(epoch_check=bad)
+
+
+def test_epoch_check_runs_join_neither_the_groups_nor_the_beta_selection(tmp_path):
+    from powerlaw_lib.store import Result
+
+    store = ResultStore(tmp_path)
+    chosen = {"cnn/specreg-last": 1.0}
+    for c in grids.deep(archs=("cnn",), chosen_betas=chosen):
+        if c.seed == 0 and grids.deep_variant(c) in ("vanilla", "specreg-last"):
+            long = c.epochs == 100                          # the check runs: far better
+            accuracy = 0.99 if long else 0.97 if grids.deep_variant(c) == "vanilla" else 0.965
+            store.put(Result(c, {"clean_accuracy": accuracy}))
+    table = grids.deep_beta_selection(store, archs=("cnn",))
+    assert table["cnn/specreg-last"]["reference"] == 0.97
+    assert table["cnn/specreg-last"]["accuracy"] == {1.0: 0.965, 2.0: 0.965, 5.0: 0.965}
+    groups = grids.deep_groups(list(store), chosen)
+    assert {r.config.epochs for v in groups["cnn"].values() for r in v} == {50}
+    assert [r.config.seed for r in groups["cnn"]["vanilla"]] == [0]
+    longer = grids.deep_groups(list(store), chosen, epochs={"mlp": 100, "cnn": 100})
+    assert [r.metrics["clean_accuracy"] for r in longer["cnn"]["vanilla"]] == [0.99]
 
 
 def test_unknown_variant_or_arch_is_rejected_by_name():

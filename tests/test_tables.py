@@ -22,6 +22,22 @@ def _result(seed: int, accuracy: float, pgd: float, regularizer: str = "none", *
     return Result(config, metrics)
 
 
+def test_epoch_check_table_shows_each_run_and_marks_the_missing_ones():
+    cnn = RunConfig(arch="cnn", hidden=(20,), batch_norm=False, batch_size=3000, epochs=50,
+                    pgd_eps=(0.0, 0.1))
+    spec = cnn.replace(regularizer="spectral", reg_layers=(3,), beta=2.0)
+    run = Result(spec, {"clean_accuracy": 0.9412, "layer3_alpha": 1.8236},
+                 curves={"pgd": [0.9, 0.5]}, history=[{"epoch": 50, "penalty": 1.5}])
+    plain = Result(cnn, {"clean_accuracy": 0.97, "layer3_alpha": 1.9},   # the FC layer
+                   curves={"pgd": [0.95, 0.45]}, history=[{"epoch": 50, "penalty": 0.0}])
+    text = tables.epoch_check_table([("vanilla", cnn, plain), ("SpecReg", spec, run),
+                                     ("SpecReg", spec.replace(epochs=100), None)])
+    lines = text.splitlines()
+    assert lines[2] == "| vanilla | 50 | 97.00 | 70.0 | 1.90 | – |"
+    assert lines[3] == "| SpecReg | 50 | 94.12 | 70.0 | 1.82 | 0.750 |"      # penalty / β
+    assert lines[4] == "| SpecReg | 100 | not run yet | not run yet | not run yet | not run yet |"
+
+
 def test_markdown_escapes_pipes_and_checks_the_row_length():
     text = tables.markdown(["a", "b"], [["x|y", 1]])
     assert text.splitlines() == ["| a | b |", "|---|---|", "| x\\|y | 1 |"]
