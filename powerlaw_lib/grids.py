@@ -89,7 +89,8 @@ DEEP_SPECREG_VARIANTS = ("specreg-last", "specreg-last-wh", "specreg-all")
 #: β chosen for each "arch/variant" by `analysis.select_beta` from the stored seed-0
 #: selection runs; a variant without an entry has only its selection runs in the grid.
 DEEP_CHOSEN_BETAS: dict[str, float] = {"mlp/specreg-last": 1.0, "mlp/specreg-last-wh": 5.0,
-                                      "mlp/specreg-all": 1.0, "cnn/specreg-last": 1.0}
+                                      "mlp/specreg-all": 1.0, "cnn/specreg-last": 1.0,
+                                      "cnn/specreg-all": 1.0}
 
 
 def deep_variant(config: RunConfig) -> str:
