@@ -86,6 +86,8 @@ def is_text_lr_check(config: RunConfig, lr: float = 1e-3, optimizer: str = "amsg
 
 #: The deep chapter's SpecReg variants with a β chosen from `selection_betas` (see `deep`).
 DEEP_SPECREG_VARIANTS = ("specreg-last", "specreg-last-wh", "specreg-all")
+#: Epochs of the deep networks in the authors' code (MLP and CNN alike).
+DEEP_AUTHORS_EPOCHS = 100
 #: β chosen for each "arch/variant" by `analysis.select_beta` from the stored seed-0
 #: selection runs; a variant without an entry has only its selection runs in the grid.
 DEEP_CHOSEN_BETAS: dict[str, float] = {"mlp/specreg-last": 1.0, "mlp/specreg-last-wh": 5.0,
@@ -118,7 +120,7 @@ def deep(seeds: Sequence[int] = (0, 1, 2), archs: Sequence[str] = ("mlp", "cnn")
          train_subset: int | None = None, test_subset: int | None = None,
          pgd_subset: int | None = 2000, strength_subset: int | None = 500,
          eps_grid: Sequence[float] = EPS_GRID, noise_grid: Sequence[float] = NOISE_GRID,
-         epoch_check: int = 100) -> list[RunConfig]:
+         epoch_check: int = DEEP_AUTHORS_EPOCHS) -> list[RunConfig]:
     """Nassar et al. 2020, §4.2-4.3: the 784-1000-1000-1000-10 MLP and the CNN on MNIST.
 
     tanh, no batch norm; `width` units in each hidden layer of the MLP and in the CNN's
