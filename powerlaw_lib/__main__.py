@@ -128,9 +128,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="torch threads per local run with --jobs (default: cores / jobs)")
     ap.add_argument("--dry-run", action="store_true", help="sweep: plan and print only")
     ap.add_argument("--limit", type=int, default=None, help="run at most this many configs")
-    ap.add_argument("--order", choices=("grid", "method"), default="grid",
-                    help="run missing configs in grid order, or method by method (all seeds of "
-                         "one method before the next), so whole methods finish first")
+    ap.add_argument("--order", choices=("grid", "method", "seed"), default="grid",
+                    help="run missing configs in grid order; method by method (all seeds of "
+                         "one method before the next), so whole methods finish first; or seed "
+                         "by seed (every method's seed 0 before any seed 1), so the β-selection "
+                         "runs, which decide the other seeds' β, finish first")
     ap.add_argument("--cached-only", action="store_true",
                     help="evaluate: only configs whose trained model is cached (never train)")
     ap.add_argument("--replace", action="store_true",
@@ -272,8 +274,7 @@ def _run(args: argparse.Namespace, configs: list, store: ResultStore, executor) 
               + (" -- skipped (--cached-only)" if args.cached_only else ""))
         if args.cached_only:
             missing = cached
-    if args.order == "method":  # all seeds of a method before the next method
-        missing = _method_order(configs, missing)
+    missing = _ordered(args.order, configs, missing)
     todo = missing[: args.limit] if args.limit else missing
     if args.command == "evaluate" and args.replace:
         return _evaluate_replacing(args, configs, todo, store)
@@ -303,8 +304,17 @@ def _evaluate_replacing(args: argparse.Namespace, configs: list, todo: list,
     return 0
 
 
-def _method_order(configs: list, todo: list) -> list:
-    """`todo` sorted method by method (grid order of methods), seeds ascending."""
+def _ordered(order: str, configs: list, todo: list) -> list:
+    """`todo` in the run order `order` ("grid", "method" or "seed") of the grid `configs`.
+
+    "method": method by method (grid order of methods), seeds ascending;
+    "seed": seed by seed (seeds ascending), grid order within a seed.
+    """
+    if order == "grid":
+        return list(todo)
+    if order == "seed":
+        position = {c.key: i for i, c in enumerate(configs)}
+        return sorted(todo, key=lambda c: (c.seed, position[c.key]))
     from .analysis import method_key
 
     first: dict[str, int] = {}
@@ -320,7 +330,7 @@ def _retrain(args: argparse.Namespace, configs: list, store: ResultStore) -> int
 
     cache = ModelCache(store.models_path)
     todo = [c for c in configs if c in store and c not in cache]
-    todo = _method_order(configs, todo) if args.order == "method" else todo
+    todo = _ordered(args.order, configs, todo)
     todo = todo[: args.limit] if args.limit else todo
     print(f"{args.grid}: {len(todo)} stored run(s) without a cached model to retrain")
     for config in todo:

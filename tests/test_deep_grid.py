@@ -142,3 +142,27 @@ def test_status_reports_a_finished_selection_whose_beta_is_not_chosen_yet(tmp_pa
     out = capsys.readouterr().out
     assert "mlp/specreg-last       the rule picks β = 2; set DEEP_CHOSEN_BETAS" in out
     assert "mlp/specreg-all        selection runs not all stored" in out
+
+
+@pytest.mark.parametrize("order", ["grid", "method", "seed"])
+def test_run_orders_are_permutations_and_seed_order_puts_every_selection_run_first(order):
+    from powerlaw_lib import __main__ as cli
+    from powerlaw_lib.analysis import method_key
+
+    configs = grids.deep(chosen_betas={})              # only the selection seed for SpecReg
+    todo = configs[::-1]
+    ordered = cli._ordered(order, configs, todo)
+    assert sorted(c.key for c in ordered) == sorted(c.key for c in configs)
+    if order == "grid":
+        assert ordered == todo                          # the order it was given
+    if order == "method":                               # a method's seeds run back to back
+        methods = [method_key(c) for c in ordered]
+        for m in set(methods):
+            at = [i for i, n in enumerate(methods) if n == m]
+            assert at == list(range(at[0], at[0] + len(at)))
+    if order == "seed":                                 # every seed-0 run before any seed-1 run
+        seeds = [c.seed for c in ordered]
+        assert seeds == sorted(seeds)
+        position = {c.key: i for i, c in enumerate(configs)}
+        zeros = [position[c.key] for c in ordered if c.seed == 0]
+        assert zeros == sorted(zeros)                   # grid order within a seed
