@@ -234,6 +234,43 @@ def regularized_layer_exponents(groups: Groups) -> dict[str, float | str]:
     return out
 
 
+def epoch_check_effect(main: Result | None, longer: Result | None) -> dict[str, float | str]:
+    """What training longer changes in a SpecReg run (the deep chapter's epoch check): does
+    the regularized last hidden layer get to 1/n with the authors' epochs?
+
+    ``main`` is the run at the chapter's epochs and ``longer`` its twin trained longer (the
+    pairs of `grids.deep_epoch_checks`); either may be None (not stored). Keys:
+    ``ec_alpha_main`` / ``ec_alpha_long``, the last hidden layer's fitted α;
+    ``ec_penalty_main`` / ``ec_penalty_long``, the last epoch's penalty ÷ β (NaN without one);
+    ``ec_epochs_main`` / ``ec_epochs_long``; ``ec_reached``, "is" or "is not" as the longer
+    run's α lies within `ALPHA_TOLERANCE` of 1; ``ec_moved``, "closer to", "farther from"
+    or "no closer to" as |α − 1| shrinks or grows by more than half that tolerance. The two
+    texts are "–" and the numbers NaN when a run is missing.
+    """
+    def alpha(r: Result) -> float:
+        return float(r.metrics[f"layer{len(r.config.hidden_widths)}_alpha"])
+
+    def penalty(r: Result) -> float:
+        last = r.history[-1].get("penalty") if r.history else None
+        return NAN if last is None else float(last) / r.config.beta
+
+    out: dict[str, float | str] = {"ec_alpha_main": NAN, "ec_alpha_long": NAN,
+                                   "ec_penalty_main": NAN, "ec_penalty_long": NAN,
+                                   "ec_reached": "–", "ec_moved": "–"}
+    for name, r in (("main", main), ("long", longer)):
+        if r is not None:
+            out[f"ec_alpha_{name}"], out[f"ec_penalty_{name}"] = alpha(r), penalty(r)
+            out[f"ec_epochs_{name}"] = float(r.config.epochs)
+    if main is None or longer is None:
+        return out
+    a_main, a_long = out["ec_alpha_main"], out["ec_alpha_long"]
+    out["ec_reached"] = "is" if abs(a_long - 1) <= ALPHA_TOLERANCE else "is not"
+    change = abs(a_long - 1) - abs(a_main - 1)
+    out["ec_moved"] = ("closer to" if change < -ALPHA_TOLERANCE / 2 else
+                       "farther from" if change > ALPHA_TOLERANCE / 2 else "no closer to")
+    return out
+
+
 def _layers_text(layers: Sequence[int]) -> str:
     """"no layer", "layer 3", "layers 1 and 3", "layers 1, 2 and 3"."""
     if not layers:

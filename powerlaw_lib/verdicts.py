@@ -14,8 +14,9 @@ import math
 from typing import Callable, Sequence
 
 from .alpha_analysis import alpha_claims, best_by_setting, sweep_groups
-from .claims import Claim, decreasing_alpha_effect, deep_claims, regularized_layer_exponents, verdict
-from .grids import deep_epochs, deep_groups
+from .claims import (Claim, decreasing_alpha_effect, deep_claims, epoch_check_effect,
+                     regularized_layer_exponents, verdict)
+from .grids import deep_epochs, deep_groups, deep_variant
 from .store import Result
 
 __all__ = ["CHAPTER_CLAIMS", "chapter_claims", "claim_lines", "extra_lines"]
@@ -67,10 +68,25 @@ def claim_lines(claims: Sequence[Claim]) -> list[str]:
     return lines
 
 
+def _epoch_check_line(results: Sequence[Result], params: dict) -> str:
+    """The deep grid's epoch check: a stored last-layer SpecReg run trained for other
+    epochs than its network's main runs, against its stored twin at the main epochs."""
+    main = deep_epochs(params)
+    by_key = {r.key: r for r in results}
+    for r in results:
+        c = r.config
+        if c.epochs != main.get(c.arch, c.epochs) and deep_variant(c) == "specreg-last":
+            twin = by_key.get(c.replace(epochs=main[c.arch]).key)
+            return (f"epoch check ({c.arch}, SpecReg last): " + "  ".join(
+                f"{k}={_number(v)}" for k, v in epoch_check_effect(twin, r).items()))
+    return "epoch check: not tested (runs missing)"
+
+
 def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None) -> list[str]:
     """What the chapter reports beside its claims: the deep chapter's last-layer exponents
-    (`claims.regularized_layer_exponents`) and its decreasing-α variant
-    against all-layer α = 1 (Nassar et al.'s future work); the α sweep's best target per
+    (`claims.regularized_layer_exponents`), its decreasing-α variant
+    against all-layer α = 1 (Nassar et al.'s future work) and its epoch check (last-layer
+    SpecReg trained longer, `claims.epoch_check_effect`); the α sweep's best target per
     setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd)."""
     params = dict(params or {})
     if grid == "deep":
@@ -79,10 +95,10 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
                      + "  ".join(f"{k}={_number(v)}" for k, v in
                                  regularized_layer_exponents(groups).items()))
         effect = decreasing_alpha_effect(groups)
-        if effect is None:
-            return [exponents, "decreasing α: not tested (runs missing)"]
-        return [exponents, "decreasing α vs all-layer α = 1: "
-                + "  ".join(f"{k}={_number(v)}" for k, v in effect.items())]
+        decreasing = ("decreasing α: not tested (runs missing)" if effect is None else
+                      "decreasing α vs all-layer α = 1: "
+                      + "  ".join(f"{k}={_number(v)}" for k, v in effect.items()))
+        return [exponents, decreasing, _epoch_check_line(results, params)]
     if grid == "alpha_sweep":
         lines = []
         for setting, best in best_by_setting(sweep_groups(results)).items():

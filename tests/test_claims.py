@@ -208,3 +208,29 @@ def test_the_cnn_reversal_under_noise_must_exceed_two_standard_errors():
     groups = _paper_like()
     groups["cnn"]["jacobian"] = _runs(CNN, 0.60, noise=0.699, alphas=(3.0, 3.0, 3.0))
     assert claims.jacobian_vs_noise(groups).held is False       # 0.1 points behind: noise level
+
+
+def _epoch_run(epochs, alpha, penalty):
+    config = CNN.replace(regularizer="spectral", reg_layers=(3,), beta=2.0, epochs=epochs)
+    return Result(config, {"clean_accuracy": 0.95, "layer3_alpha": alpha},   # conv, conv, FC
+                  history=[{"penalty": 9.0}, {"penalty": penalty}])
+
+
+@pytest.mark.parametrize(("alpha_long", "moved", "reached"), [
+    (1.05, "closer to", "is"), (1.40, "closer to", "is not"), (1.78, "no closer to", "is not"),
+    (1.95, "farther from", "is not"), (0.10, "farther from", "is not")])
+def test_the_epoch_check_reads_whether_longer_training_reaches_1_over_n(alpha_long, moved, reached):
+    effect = claims.epoch_check_effect(_epoch_run(50, 1.8, 1.6), _epoch_run(100, alpha_long, 0.4))
+    assert effect["ec_moved"] == moved and effect["ec_reached"] == reached
+    assert effect["ec_alpha_main"] == 1.8 and effect["ec_alpha_long"] == alpha_long
+    assert effect["ec_penalty_main"] == pytest.approx(0.8)        # the last epoch's, ÷ β = 2
+    assert effect["ec_penalty_long"] == pytest.approx(0.2)
+    assert effect["ec_epochs_main"] == 50 and effect["ec_epochs_long"] == 100
+
+
+def test_the_epoch_check_without_its_longer_run_is_untested():
+    effect = claims.epoch_check_effect(_epoch_run(50, 1.8, 1.6), None)
+    assert effect["ec_moved"] == effect["ec_reached"] == "–"
+    assert effect["ec_alpha_main"] == 1.8 and math.isnan(effect["ec_alpha_long"])
+    unpenalized = Result(CNN, {"layer3_alpha": 1.8}, history=[{"loss": 0.1}])
+    assert math.isnan(claims.epoch_check_effect(unpenalized, None)["ec_penalty_main"])

@@ -44,9 +44,26 @@ def test_deep_claims_on_a_partial_store_judge_only_what_its_runs_allow(tmp_path,
     assert f"PROVISIONAL, {len(configs) - len(stored)} missing" in out[0]
     assert "1. reproduced: whitening makes the MLP brittle" in out
     assert "2. not tested: last-layer SpecReg does not rescue the whitened MLP" in out
-    assert out[-2].startswith("last hidden layer's α") and "ll_alpha_mlp_vanilla=1.6 " in out[-2]
-    assert "ll_reached_mlp_last=–" in out[-2]
-    assert out[-1] == "decreasing α: not tested (runs missing)"
+    assert out[-3].startswith("last hidden layer's α") and "ll_alpha_mlp_vanilla=1.6 " in out[-3]
+    assert "ll_reached_mlp_last=–" in out[-3]
+    assert out[-2] == "decreasing α: not tested (runs missing)"
+    assert out[-1] == "epoch check: not tested (runs missing)"
+
+
+def test_the_deep_epoch_check_line_pairs_the_longer_run_with_its_twin():
+    params = dict(archs=("cnn",), width=30, cnn_epochs=3, epoch_check=6, decreasing_alphas=())
+    configs = grids.deep(**params)
+    results = []
+    for c in configs:
+        if grids.deep_variant(c) == "specreg-last" and c.beta == 1.0 and c.seed == 0:
+            alpha = 1.8 if c.epochs == 3 else 1.05                  # longer: reaches 1/n
+            results.append(Result(c, {"layer3_alpha": alpha}, history=[{"penalty": 0.5}]))
+    assert len(results) == 2                                        # main run and its twin
+    line = verdicts.extra_lines("deep", results, params)[-1]
+    assert line.startswith("epoch check (cnn, SpecReg last): ec_alpha_main=1.8  ec_alpha_long=1.05")
+    assert "ec_reached=is  ec_moved=closer to" in line
+    assert verdicts.extra_lines("deep", results[:1], params)[-1] == \
+        "epoch check: not tested (runs missing)"                   # the longer run missing
 
 
 def _alpha_results():
