@@ -23,7 +23,8 @@ help:
 	@echo "make book    - execute every chapter with the book's parameters and build HTML into _build/html (FORCE=1: re-execute all)"
 	@echo "make chapter NAME=<chapter> PARAMS=params/quick.yml  - rerun one chapter through papermill"
 	@echo "             (PARAMS= : the chapter's own defaults, on the committed store;"
-	@echo "              TRAIN=1: train the runs the store lacks; without it the chapter stops and says what they cost)"
+	@echo "              TRAIN=1: train the runs the store lacks; without it the chapter stops and says what they cost;"
+	@echo "              PREVIEW=1: render provisionally from the stored runs only, for a grid still running)"
 	@echo "make bench   - speed benchmarks (benchmarks/results.json)"
 
 venv: $(STAMP)
@@ -48,7 +49,7 @@ book: venv
 	$(PY) scripts/book.py build $(if $(FORCE),--force)
 
 chapter: venv
-	$(PY) scripts/book.py chapter $(NAME) $(if $(PARAMS),--params $(PARAMS)) $(if $(TRAIN),-p allow_training True)
+	$(PY) scripts/book.py chapter $(NAME) $(if $(PARAMS),--params $(PARAMS)) $(if $(TRAIN),-p allow_training True) $(if $(PREVIEW),-p stored_only True)
 
 bench: venv
 	$(PY) -m benchmarks.run

@@ -256,6 +256,7 @@ def epoch_check_effect(main: Result | None, longer: Result | None) -> dict[str, 
 
     out: dict[str, float | str] = {"ec_alpha_main": NAN, "ec_alpha_long": NAN,
                                    "ec_penalty_main": NAN, "ec_penalty_long": NAN,
+                                   "ec_epochs_main": NAN, "ec_epochs_long": NAN,
                                    "ec_reached": "–", "ec_moved": "–"}
     for name, r in (("main", main), ("long", longer)):
         if r is not None:

@@ -431,3 +431,37 @@ def run_grid(configs: Iterable[RunConfig], store: ResultStore | str | os.PathLik
     if absent:
         raise RuntimeError(f"runs missing from {store.path} after run_grid: {absent}")
     return results
+
+
+def chapter_results(configs: Iterable[RunConfig], store: ResultStore, *, stored_only: bool = False,
+                    allow_training: bool = False, executor: Any = None
+                    ) -> tuple[list[Result], int]:
+    """What a chapter renders: ``(results, number of runs trained now)``.
+
+    By default every config's result (same order), through `run_grid`, which refuses to
+    train unless `allow_training`. ``stored_only=True`` is a provisional preview of a grid
+    still running: the results of the stored configs only (grid order), nothing trained;
+    `provisional_notice` says what is left out. A preview of no stored run is an error.
+    """
+    configs = list(configs)
+    if stored_only:
+        stored = [store.get(c) for c in configs if c in store]
+        if not stored:
+            raise ValueError(f"stored_only: none of the grid's {len(configs)} runs is stored in "
+                             f"{store.path}; there is nothing to preview")
+        return stored, 0
+    n_missing = len(store.missing(configs))
+    results = run_grid(configs, store, progress=n_missing > 0, allow_training=allow_training,
+                       executor=executor)
+    return results, n_missing
+
+
+def provisional_notice(n_stored: int, n_grid: int) -> str:
+    """A MyST warning for a chapter rendered from `n_stored` of its grid's `n_grid` runs
+    (`chapter_results(stored_only=True)`); "" when none is missing."""
+    if n_stored >= n_grid:
+        return ""
+    return (":::{warning}\nProvisional: this page was rendered from the "
+            f"{n_stored} of its grid's {n_grid} runs that are stored "
+            f"({n_grid - n_stored} missing). Figures, tables and verdicts leave the missing "
+            "runs out, so they may change when the grid is complete.\n:::")

@@ -28,9 +28,13 @@ from .costs import BENCH_RESULTS, Estimate, estimator
 from .model_cache import ModelCache
 from .store import ResultStore
 
+#: The chapter parameter of a provisional preview from the stored runs only
+#: (`experiments.chapter_results`); only the chapters of the longest grids have it.
+PREVIEW_PARAMETER = "stored_only"
+
 #: Chapter parameters that are not the grid's: where results go, whether the chapter may
-#: train, and the Dask scheduler it runs missing configs on.
-CHAPTER_ONLY_PARAMETERS = frozenset({"results_dir", "allow_training", "scheduler"})
+#: train, the Dask scheduler it runs missing configs on, and the preview switch.
+CHAPTER_ONLY_PARAMETERS = frozenset({"results_dir", "allow_training", "scheduler", PREVIEW_PARAMETER})
 
 
 def grid_parameters_from_file(path: str | Path, grid_name: str, grid_fn: Callable

@@ -3,12 +3,15 @@
 
 Commands (run from anywhere; relative paths may also be given from the repository root):
 
-  book.py build [--params FILE]
+  book.py build [--params FILE] [--drafts NAME ...]
       Execute every chapter in _toc.yml (cached) with its defaults, or with the
-      overrides of FILE, then build the HTML strictly into _build/html.
+      overrides of FILE, then build the HTML strictly into _build/html. --drafts adds
+      chapters not yet in the toc; with --params params/preview.yml, the chapters of
+      grids still running render provisionally from their stored runs.
   book.py chapter NAME [--params FILE] [-p NAME VALUE ...] [--cached]
-      Execute one chapter again; writes build/executed/<profile>/NAME.ipynb and
-      NAME_figures/. The profile is the stem of FILE ("book" without FILE).
+      Execute one chapter (of the toc, or a draft book/NAME.md) again; writes
+      build/executed/<profile>/NAME.ipynb and NAME_figures/. The profile is the stem of
+      FILE ("book" without FILE).
   book.py validate [--params params/quick.yml] [--drafts NAME ...]
       Execute every chapter with the quick parameters, rerun the notebooks with
       pytest --nbval-lax (cells marked "# NBVAL_CHECK_OUTPUT" must reproduce
@@ -149,6 +152,9 @@ def _build_site(records, *, profile, toc, params_file, output=None) -> Path:
 
 
 def command_build(args) -> None:
+    if args.drafts:
+        args.toc = toc_with_drafts(args.toc, args.drafts, REPO / "build" / "toc_drafts.yml")
+        print(f"building with the draft chapter(s) {', '.join(args.drafts)}")
     chapters = toc_chapters(args.toc)
     records = run_chapters(chapters, args.params, force=args.force, timeout=args.timeout)
     profile = profile_of(args.params)
@@ -165,6 +171,10 @@ def command_build(args) -> None:
 
 def command_chapter(args) -> None:
     chapters = {chapter.name: chapter for chapter in toc_chapters(args.toc)}
+    if args.name not in chapters and (REPO / "book" / f"{args.name}.md").is_file():
+        draft_toc = toc_with_drafts(args.toc, [args.name], REPO / "build" / "toc_drafts.yml")
+        chapters = {chapter.name: chapter for chapter in toc_chapters(draft_toc)}
+        print(f"{args.name}: a draft chapter (not in {_rel(args.toc)})")
     if args.name not in chapters:
         raise SystemExit(f"error: no chapter {args.name!r} in {_rel(args.toc)}; "
                          f"chapters: {', '.join(chapters) or 'none'}")
@@ -246,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     build.add_argument("--params", type=Path, help="parameters file (default: chapter defaults)")
     build.add_argument("--force", action="store_true", default=argparse.SUPPRESS,
                        help="ignore cached executions (also accepted before the command)")
+    build.add_argument("--drafts", nargs="*", default=[], metavar="NAME",
+                       help="draft chapters (book/NAME.md, not yet in the toc) to build as well, "
+                            "e.g. with --params params/preview.yml while their grids run")
     build.set_defaults(run=command_build)
 
     chapter = commands.add_parser("chapter", help="execute one chapter")

@@ -480,14 +480,16 @@ def test_a_chapters_parameter_defaults_are_its_grid_functions_defaults(name):
     defaults = read_parameter_defaults(source)
     grid = inspect.signature(CHAPTER_GRIDS[name]).parameters
     from powerlaw_lib.grids import CHAPTER_AUDITS
-    from powerlaw_lib.sweep import CHAPTER_ONLY_PARAMETERS, audit_parameters
+    from powerlaw_lib.sweep import CHAPTER_ONLY_PARAMETERS, PREVIEW_PARAMETER, audit_parameters
 
     shared = sorted(set(defaults) & set(grid))
     assert shared, "the chapter passes none of its grid's parameters"
     # every other parameter is one of the few a chapter has beyond its grid's, or one of
     # its audits' (with the audit function's defaults)
     audit = set(audit_parameters(name))
-    assert set(defaults) - set(grid) - audit == CHAPTER_ONLY_PARAMETERS
+    assert (set(defaults) - set(grid) - audit) | {PREVIEW_PARAMETER} == CHAPTER_ONLY_PARAMETERS
+    if name in ("deep", "alpha_sweep"):                # the grids still running can be previewed
+        assert defaults[PREVIEW_PARAMETER] is False
     if audit:
         signature = inspect.signature(CHAPTER_AUDITS[name]).parameters
         for p in audit:

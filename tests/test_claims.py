@@ -232,5 +232,6 @@ def test_the_epoch_check_without_its_longer_run_is_untested():
     effect = claims.epoch_check_effect(_epoch_run(50, 1.8, 1.6), None)
     assert effect["ec_moved"] == effect["ec_reached"] == "–"
     assert effect["ec_alpha_main"] == 1.8 and math.isnan(effect["ec_alpha_long"])
+    assert effect["ec_epochs_main"] == 50 and math.isnan(effect["ec_epochs_long"])
     unpenalized = Result(CNN, {"layer3_alpha": 1.8}, history=[{"loss": 0.1}])
     assert math.isnan(claims.epoch_check_effect(unpenalized, None)["ec_penalty_main"])

@@ -378,3 +378,22 @@ def test_histories_match_to_a_relative_tolerance_and_nothing_looser():
     assert not histories_match(stored, logged[:1])
     assert not histories_match(stored, [logged[0], {**logged[1], "penalty": 0.0}])
     assert not histories_match([{"phase": "local"}], [{"phase": "readout"}])
+
+
+def test_chapter_results_preview_only_the_stored_runs_and_never_train(tmp_path):
+    from powerlaw_lib.experiments import TrainingNotAllowedError, chapter_results, provisional_notice
+    from powerlaw_lib.store import Result
+
+    store = ResultStore(tmp_path)
+    configs = [RunConfig(hidden=(8,), seed=s, epochs=1) for s in range(3)]
+    store.put(Result(configs[1], {"clean_accuracy": 0.5}))
+    results, trained = chapter_results(configs, store, stored_only=True)
+    assert [r.config for r in results] == [configs[1]] and trained == 0
+    assert results[0].metrics == {"clean_accuracy": 0.5}
+    with pytest.raises(TrainingNotAllowedError):                  # the default: all, or refuse
+        chapter_results(configs, store)
+    notice = provisional_notice(len(results), len(configs))
+    assert notice.startswith(":::{warning}") and "1 of its grid's 3 runs" in notice
+    assert "(2 missing)" in notice and provisional_notice(3, 3) == ""
+    with pytest.raises(ValueError, match="stored_only: none of the grid's 2 runs"):
+        chapter_results([configs[0], configs[2]], store, stored_only=True)
