@@ -218,17 +218,26 @@ def regularized_layer_exponents(groups: Groups) -> dict[str, float | str]:
     enforce a 1/n decay for the last hidden layer of the network".)
 
     For each network: the last hidden layer's fitted α (mean over seeds; NaN when not run)
-    under vanilla, last-layer SpecReg and all-layer SpecReg, keys
-    ``ll_alpha_{arch}_{vanilla|last|all}``, and for the two SpecReg variants
-    ``ll_reached_{arch}_{last|all}``: "is" or "is not" as that exponent lies within
-    `ALPHA_TOLERANCE` of 1, "–" when not run.
+    under vanilla, last-layer SpecReg and all-layer SpecReg, and with whitening before it
+    (vanilla and last-layer SpecReg), keys
+    ``ll_alpha_{arch}_{vanilla|last|all|vanilla_wh|last_wh}``, and for the SpecReg variants
+    ``ll_reached_{arch}_{last|all|last_wh}``: "is" or "is not" as that exponent lies within
+    `ALPHA_TOLERANCE` of 1, "–" when not run; for the two unregularized variants
+    ``ll_side_{arch}_{vanilla|vanilla_wh}``: "steeper than", "flatter than" or "at" 1/n
+    (within the tolerance), "–" when not run: whether the penalty must grow the layer's
+    tail or shrink it.
     """
     out: dict[str, float | str] = {}
     for arch in ("mlp", "cnn"):
-        for short, variant in (("vanilla", "vanilla"), ("last", "specreg-last"), ("all", "specreg-all")):
+        for short, variant in (("vanilla", "vanilla"), ("last", "specreg-last"), ("all", "specreg-all"),
+                               ("vanilla_wh", "vanilla-wh"), ("last_wh", "specreg-last-wh")):
             alpha = layer_alpha(groups, arch, variant, _depth(groups)) if have(groups, arch, variant) else NAN
             out[f"ll_alpha_{arch}_{short}"] = alpha
-            if short != "vanilla":
+            if short.startswith("vanilla"):                     # where the penalty starts
+                out[f"ll_side_{arch}_{short}"] = ("–" if np.isnan(alpha) else "at"
+                                                  if abs(alpha - 1) <= ALPHA_TOLERANCE else
+                                                  "steeper than" if alpha > 1 else "flatter than")
+            else:
                 out[f"ll_reached_{arch}_{short}"] = ("–" if np.isnan(alpha) else "is"
                                                      if abs(alpha - 1) <= ALPHA_TOLERANCE else "is not")
     return out

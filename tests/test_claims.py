@@ -94,6 +94,15 @@ def test_the_regularized_layer_reaches_1_over_n_only_within_the_tolerance():
     assert out["ll_alpha_cnn_last"] == pytest.approx(1.85) and out["ll_reached_cnn_last"] == "is not"
     assert out["ll_alpha_cnn_all"] == pytest.approx(0.95) and out["ll_reached_cnn_all"] == "is"
     assert math.isnan(out["ll_alpha_mlp_all"]) and out["ll_reached_mlp_all"] == "–"
+    assert out["ll_alpha_mlp_vanilla_wh"] == pytest.approx(2.0) and "ll_reached_mlp_vanilla_wh" not in out
+    assert out["ll_reached_mlp_last_wh"] == "is not" and math.isnan(out["ll_alpha_cnn_last_wh"])
+    assert out["ll_side_mlp_vanilla"] == "steeper than" and out["ll_side_cnn_vanilla_wh"] == "–"
+    groups["cnn"]["vanilla-wh"] = _runs(CNN, 0.10, alphas=(1.6, 1.6, 0.45))
+    groups["mlp"]["vanilla-wh"] = _runs(MLP, 0.10, alphas=(1.6, 1.6, 0.95))
+    out = claims.regularized_layer_exponents(groups)
+    assert out["ll_side_cnn_vanilla_wh"] == "flatter than" and out["ll_side_mlp_vanilla_wh"] == "at"
+    groups["cnn"]["specreg-last-wh"] = _runs(CNN, 0.10, alphas=(1.6, 1.6, 1.07))
+    assert claims.regularized_layer_exponents(groups)["ll_reached_cnn_last_wh"] == "is"
     groups["mlp"]["specreg-last"] = _runs(MLP, 0.30, alphas=(2.0, 2.0, 1.08))
     assert claims.regularized_layer_exponents(groups)["ll_reached_mlp_last"] == "is"
     del groups["cnn"]
