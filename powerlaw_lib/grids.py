@@ -92,7 +92,7 @@ DEEP_AUTHORS_EPOCHS = 100
 #: selection runs; a variant without an entry has only its selection runs in the grid.
 DEEP_CHOSEN_BETAS: dict[str, float] = {"mlp/specreg-last": 1.0, "mlp/specreg-last-wh": 5.0,
                                       "mlp/specreg-all": 1.0, "cnn/specreg-last": 1.0,
-                                      "cnn/specreg-all": 1.0}
+                                      "cnn/specreg-last-wh": 1.0, "cnn/specreg-all": 1.0}
 
 
 def deep_variant(config: RunConfig) -> str:
