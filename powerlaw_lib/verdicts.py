@@ -14,7 +14,7 @@ import math
 from typing import Callable, Sequence
 
 from .alpha_analysis import alpha_claims, best_by_setting, sweep_groups
-from .claims import (Claim, decreasing_alpha_effect, deep_claims, epoch_check_effect,
+from .claims import (Claim, decreasing_alpha_effect, deep_claims, deep_epoch_check,
                      regularized_layer_exponents, verdict)
 from .grids import deep_epochs, deep_groups, deep_variant
 from .store import Result
@@ -69,17 +69,15 @@ def claim_lines(claims: Sequence[Claim]) -> list[str]:
 
 
 def _epoch_check_line(results: Sequence[Result], params: dict) -> str:
-    """The deep grid's epoch check: a stored last-layer SpecReg run trained for other
-    epochs than its network's main runs, against its stored twin at the main epochs."""
-    main = deep_epochs(params)
+    """The deep grid's epoch check (`claims.deep_epoch_check`) among the stored results:
+    "not tested" unless both the longer last-layer SpecReg run and its twin are stored."""
     by_key = {r.key: r for r in results}
-    for r in results:
-        c = r.config
-        if c.epochs != main.get(c.arch, c.epochs) and deep_variant(c) == "specreg-last":
-            twin = by_key.get(c.replace(epochs=main[c.arch]).key)
-            return (f"epoch check ({c.arch}, SpecReg last): " + "  ".join(
-                f"{k}={_number(v)}" for k, v in epoch_check_effect(twin, r).items()))
-    return "epoch check: not tested (runs missing)"
+    effect = deep_epoch_check([r.config for r in results], params, lambda c: by_key.get(c.key))
+    if effect["ec_reached"] == "–":
+        return "epoch check: not tested (runs missing)"
+    arch = effect.pop("ec_arch")
+    return (f"epoch check ({arch}, SpecReg last): "
+            + "  ".join(f"{k}={_number(v)}" for k, v in effect.items()))
 
 
 def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None) -> list[str]:

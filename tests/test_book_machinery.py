@@ -559,3 +559,17 @@ def test_glue_number_formats_numbers_and_shows_a_dash_for_nan(monkeypatch):
     notebook.glue_number("verdict", "is not", "+.1f")
     assert glued == {"gain": "+10.8", "missing": notebook.NOT_MEASURED, "alpha": "1.59",
                      "verdict": "is not"}
+
+
+def test_the_provisional_notice_shows_only_while_runs_are_missing(monkeypatch):
+    import IPython.display
+
+    import powerlaw_lib.notebook as notebook
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
+    notebook.show_provisional_notice(1, 3)
+    assert len(shown) == 1 and shown[0].data.startswith(":::{warning}")
+    assert "1 of its grid's 3 runs" in shown[0].data
+    notebook.show_provisional_notice(3, 3)                         # complete: nothing shown
+    assert len(shown) == 1

@@ -244,3 +244,27 @@ def test_the_epoch_check_without_its_longer_run_is_untested():
     assert effect["ec_epochs_main"] == 50 and math.isnan(effect["ec_epochs_long"])
     unpenalized = Result(CNN, {"layer3_alpha": 1.8}, history=[{"loss": 0.1}])
     assert math.isnan(claims.epoch_check_effect(unpenalized, None)["ec_penalty_main"])
+
+
+def test_the_deep_epoch_check_pairs_last_layer_specreg_with_its_longer_twin():
+    from powerlaw_lib import grids
+
+    params = dict(archs=("cnn",), width=30, cnn_epochs=3, epoch_check=6, decreasing_alphas=())
+    configs = grids.deep(**params)
+    longer = [c for c in configs if c.epochs == 6]
+    assert {grids.deep_variant(c) for c in longer} == {"vanilla", "specreg-last"}
+    stored = {}
+    for c in configs:                                   # only the last-layer SpecReg pair
+        if grids.deep_variant(c) == "specreg-last" and c.seed == 0 and c.beta == 1.0:
+            stored[c.key] = Result(c, {"layer3_alpha": 1.8 if c.epochs == 3 else 1.05},
+                                   history=[{"penalty": 0.5}])
+    assert len(stored) == 2
+    effect = claims.deep_epoch_check(configs, params, lambda c: stored.get(c.key))
+    assert (effect["ec_alpha_main"], effect["ec_alpha_long"]) == (1.8, 1.05)
+    assert effect["ec_reached"] == "is" and effect["ec_arch"] == "cnn"
+    nothing = claims.deep_epoch_check(configs, params, lambda c: None)
+    assert (nothing["ec_epochs_main"], nothing["ec_epochs_long"]) == (3, 6)   # from the configs
+    assert nothing["ec_reached"] == "–" and math.isnan(nothing["ec_alpha_long"])
+    no_check = dict(params, epoch_check=0)
+    none = claims.deep_epoch_check(grids.deep(**no_check), no_check, stored.get)
+    assert none["ec_arch"] == "–" and math.isnan(none["ec_epochs_long"])
