@@ -27,6 +27,8 @@ def test_default_grid_is_the_papers_sweep_with_the_stated_seeds():
     assert all(c.batch_size == 3000 and c.tau == 10 and grids.alpha_setting(c) == "shallow"
                for c in eq2)
     assert grids.ALPHA_EPS_GRID[:3] == (0.0, 0.01, 0.02) and grids.ALPHA_EPS_GRID[-1] == 0.19
+    comparison = [c for c in configs if c.batch_size == 3000]    # eq. 2 and its baseline
+    assert configs[-len(comparison):] == comparison                 # last: slope runs first
 
 
 def test_unknown_setting_is_named():
