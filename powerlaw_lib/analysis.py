@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -165,6 +165,24 @@ def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
     sa, sb = summarize(a), summarize(b)
     se = float(np.sqrt(sa.sd ** 2 / sa.n + sb.sd ** 2 / sb.n))
     diff = sa.mean - sb.mean
+    return Comparison(diff, se, bool(diff > 2 * se) if se > 0 else bool(diff > 0))
+
+
+def compare_paired(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
+    """Is ``a`` above ``b`` by more than two standard errors, seed by seed?
+
+    ``a`` and ``b`` map a training seed to a value; the seeds both have are paired: the
+    difference is the mean of ``a[seed] − b[seed]``, its standard error the standard
+    deviation of those differences over √n. In this library the runs of one seed share
+    their initial weights, batch order and evaluation noise (`experiments`, `training`), so
+    what the seed changes cancels. With one common seed `held` is just a > b.
+    """
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        raise ValueError(f"no seed in common: {sorted(a)} and {sorted(b)}")
+    d = np.array([a[s] - b[s] for s in seeds], dtype=float)       # [n common seeds]
+    se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else 0.0
+    diff = float(d.mean())
     return Comparison(diff, se, bool(diff > 2 * se) if se > 0 else bool(diff > 0))
 
 

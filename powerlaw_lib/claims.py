@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from .analysis import compare, metric_values, seed_curve_means
+from .analysis import Comparison, compare, compare_paired, metric_values, seed_curve_means
 from .config import RunConfig
 from .grids import deep_epoch_checks, deep_variant
 from .store import Result
@@ -23,10 +23,11 @@ from .store import Result
 if TYPE_CHECKING:
     from .audits import AuditRecord
 
-__all__ = ["AuditVerdict", "Claim", "DEEP_CLAIMS", "audit_verdict", "audited_accuracy",
-           "cnn_all_like_last", "curve_area", "decreasing_alpha_effect", "deep_claims", "deep_epoch_check",
-           "epoch_check_effect", "have",
-           "layer_alpha", "regularized_layer_exponents", "verdict"]
+__all__ = ["AuditVerdict", "CLAIM_COMPARISONS", "Claim", "DEEP_CLAIMS", "PairedReading",
+           "audit_verdict", "audited_accuracy", "cnn_all_like_last", "curve_area",
+           "decreasing_alpha_effect", "deep_claims", "deep_epoch_check", "difference",
+           "epoch_check_effect",
+           "have", "layer_alpha", "paired_readings", "regularized_layer_exponents", "verdict"]
 
 Groups = dict[str, dict[str, list[Result]]]
 NAN = float("nan")
@@ -58,6 +59,23 @@ def curve_area(groups: Groups, arch: str, variant: str, curve: str = "pgd") -> n
     return seed_curve_means(groups[arch][variant], curve)
 
 
+def difference(groups: Groups, arch: str, variant: str, minus: str, curve: str = "pgd",
+               paired: bool = False) -> Comparison:
+    """``variant`` minus ``minus`` in ``arch``: accuracy averaged over the grid of ``curve``,
+    compared over seeds as independent samples (Welch, `analysis.compare`: the claims' rule)
+    or, ``paired``, seed by seed (`analysis.compare_paired`)."""
+    if paired:
+        return compare_paired(_seed_areas(groups, arch, variant, curve),
+                              _seed_areas(groups, arch, minus, curve))
+    return compare(curve_area(groups, arch, variant, curve), curve_area(groups, arch, minus, curve))
+
+
+def _seed_areas(groups: Groups, arch: str, variant: str, curve: str) -> dict[int, float]:
+    """{seed: accuracy averaged over the grid of ``curve``} of one variant."""
+    runs = groups[arch][variant]
+    return {r.config.seed: float(v) for r, v in zip(runs, seed_curve_means(runs, curve))}
+
+
 def layer_alpha(groups: Groups, arch: str, variant: str, layer: int) -> float:
     """Mean over seeds of the fitted α of hidden layer ``layer``."""
     return float(metric_values(groups[arch][variant], f"layer{layer}_alpha").mean())
@@ -68,10 +86,11 @@ def _depth(groups: Groups) -> int:
     return len(first[0].config.hidden_widths)
 
 
-def _gains_over_vanilla(groups: Groups, variant: str, key: str) -> tuple[dict, dict[str, float]]:
+def _gains_over_vanilla(groups: Groups, variant: str, key: str, paired: bool
+                        ) -> tuple[dict, dict[str, float]]:
     """PGD-area comparison of ``variant`` against vanilla in each network that has both, and
     its numbers in points: ``{key}_{arch}`` and ``{key}_{arch}_se`` (NaN for a network not run)."""
-    gains = {a: compare(curve_area(groups, a, variant), curve_area(groups, a, "vanilla"))
+    gains = {a: difference(groups, a, variant, "vanilla", paired=paired)
              for a in ("mlp", "cnn") if have(groups, a, "vanilla", variant)}
     numbers = {}
     for a in ("mlp", "cnn"):
@@ -80,51 +99,50 @@ def _gains_over_vanilla(groups: Groups, variant: str, key: str) -> tuple[dict, d
     return gains, numbers
 
 
-def whitening_brittle(groups: Groups) -> Claim:
+def whitening_brittle(groups: Groups, paired: bool = False) -> Claim:
     """1. Whitening an intermediate layer makes the MLP brittle."""
     text = "whitening makes the MLP brittle"
     if not have(groups, "mlp", "vanilla", "vanilla-wh"):
         return Claim(1, text, None, {"c1_diff": NAN, "c1_se": NAN})
-    c = compare(curve_area(groups, "mlp", "vanilla"), curve_area(groups, "mlp", "vanilla-wh"))
+    c = difference(groups, "mlp", "vanilla", "vanilla-wh", paired=paired)
     return Claim(1, text, c.held, {"c1_diff": -100 * c.difference, "c1_se": 100 * c.standard_error})
 
 
-def last_layer_no_rescue(groups: Groups) -> Claim:
+def last_layer_no_rescue(groups: Groups, paired: bool = False) -> Claim:
     """2. SpecReg on the last layer does not rescue the whitened MLP."""
     text = "last-layer SpecReg does not rescue the whitened MLP"
     if not have(groups, "mlp", "vanilla-wh", "specreg-last-wh"):
         return Claim(2, text, None, {"c2_diff": NAN, "c2_se": NAN})
-    c = compare(curve_area(groups, "mlp", "specreg-last-wh"), curve_area(groups, "mlp", "vanilla-wh"))
+    c = difference(groups, "mlp", "specreg-last-wh", "vanilla-wh", paired=paired)
     return Claim(2, text, not c.held, {"c2_diff": 100 * c.difference, "c2_se": 100 * c.standard_error})
 
 
-def last_layer_cnn_not_mlp(groups: Groups) -> Claim:
+def last_layer_cnn_not_mlp(groups: Groups, paired: bool = False) -> Claim:
     """3. Last-layer SpecReg helps the CNN but not the MLP (§4.2: for the MLP it "had no
     effect on the robustness", two-sided: neither more nor less robust beyond 2 SE)."""
     text = "last-layer SpecReg helps the CNN but not the MLP"
-    gains, numbers = _gains_over_vanilla(groups, "specreg-last", "c3")
+    gains, numbers = _gains_over_vanilla(groups, "specreg-last", "c3", paired)
     held = gains["cnn"].held and not gains["mlp"].significant if len(gains) == 2 else None
     return Claim(3, text, held, numbers)
 
 
-def all_layers_help(groups: Groups) -> Claim:
+def all_layers_help(groups: Groups, paired: bool = False) -> Claim:
     """4. SpecReg on every hidden layer improves both architectures."""
     text = "all-layer SpecReg improves both"
-    gains, numbers = _gains_over_vanilla(groups, "specreg-all", "c4")
+    gains, numbers = _gains_over_vanilla(groups, "specreg-all", "c4", paired)
     held = all(g.held for g in gains.values()) if len(gains) == 2 else None
     return Claim(4, text, held, numbers)
 
 
-def jacobian_vs_noise(groups: Groups) -> Claim:
+def jacobian_vs_noise(groups: Groups, paired: bool = False) -> Claim:
     """5. Jacobian regularization beats all-layer SpecReg under attack (PGD, beyond 2 SE);
     the gap (Jacobian minus SpecReg) is smaller under white noise than under attack, for
     both networks; for the CNN it reverses (SpecReg ahead under noise, beyond 2 SE). Not
     tested unless both networks have both variants."""
     text = "Jacobian more robust to attacks; the gap shrinks under noise (CNN: reverses)"
     jac = [a for a in ("mlp", "cnn") if have(groups, a, "specreg-all", "jacobian")]
-    adv = {a: compare(curve_area(groups, a, "jacobian"), curve_area(groups, a, "specreg-all")) for a in jac}
-    noise = {a: compare(curve_area(groups, a, "jacobian", "noise"), curve_area(groups, a, "specreg-all", "noise"))
-             for a in jac}
+    adv = {a: difference(groups, a, "jacobian", "specreg-all", paired=paired) for a in jac}
+    noise = {a: difference(groups, a, "jacobian", "specreg-all", "noise", paired) for a in jac}
     held = (all(adv[a].held for a in jac) and all(noise[a].difference < adv[a].difference for a in jac)
             and noise["cnn"].difference < 0 and noise["cnn"].significant) if len(jac) == 2 else None
     numbers = {f"c5_{kind}_{a}{part}": 100 * (getattr(d[a], field) if a in d else NAN)
@@ -133,9 +151,10 @@ def jacobian_vs_noise(groups: Groups) -> Claim:
     return Claim(5, text, held, numbers)
 
 
-def earlier_layers_relax(groups: Groups) -> Claim:
+def earlier_layers_relax(groups: Groups, paired: bool = False) -> Claim:
     """6. Under all-layer SpecReg the earlier layers move towards 1/n without reaching it
-    (every earlier layer closer to α = 1 than the vanilla network's, none within 0.1)."""
+    (every earlier layer closer to α = 1 than the vanilla network's, none within 0.1).
+    It compares exponents, not seeds: ``paired`` changes nothing."""
     text = "earlier layers relax towards 1/n without reaching it"
     archs = [a for a in ("mlp", "cnn") if have(groups, a, "vanilla", "specreg-all")]
     if not archs:
@@ -149,7 +168,7 @@ def earlier_layers_relax(groups: Groups) -> Claim:
     return Claim(6, text, towards and not reached, {"c6_last_ok": "is" if last_ok else "is not"})
 
 
-def jacobian_without_power_law(groups: Groups) -> Claim:
+def jacobian_without_power_law(groups: Groups, paired: bool = False) -> Claim:
     """7. Jacobian-regularized networks are robust without a 1/n spectrum: in every network
     that has both, the Jacobian variant is more robust than vanilla (PGD, beyond 2 SE) and
     its last hidden layer's fitted α is more than `ALPHA_TOLERANCE` from 1."""
@@ -160,34 +179,82 @@ def jacobian_without_power_law(groups: Groups) -> Claim:
     numbers = {f"c7_alpha_{a}": alphas.get(a, NAN) for a in ("mlp", "cnn")}
     if not archs:
         return Claim(7, text, None, numbers)
-    robust = all(compare(curve_area(groups, a, "jacobian"), curve_area(groups, a, "vanilla")).held
-                 for a in archs)
+    robust = all(difference(groups, a, "jacobian", "vanilla", paired=paired).held for a in archs)
     return Claim(7, text, robust and all(abs(x - 1) > ALPHA_TOLERANCE for x in alphas.values()),
                  numbers)
 
 
-def cnn_all_like_last(groups: Groups) -> Claim:
+def cnn_all_like_last(groups: Groups, paired: bool = False) -> Claim:
     """8. For the CNN, all-layer SpecReg gains about as much as last-layer SpecReg (§4.3:
     "the effect is comparable to just regularizing the last layer"): neither is more robust
     than the other by more than twice the standard error (two-sided)."""
     text = "for the CNN, all-layer SpecReg gains about as much as last-layer SpecReg"
     if not have(groups, "cnn", "specreg-last", "specreg-all"):
         return Claim(8, text, None, {"c8_diff": NAN, "c8_se": NAN})
-    c = compare(curve_area(groups, "cnn", "specreg-all"), curve_area(groups, "cnn", "specreg-last"))
+    c = difference(groups, "cnn", "specreg-all", "specreg-last", paired=paired)
     return Claim(8, text, not c.significant,
                  {"c8_diff": 100 * c.difference, "c8_se": 100 * c.standard_error})
 
 
 #: The claims of §4.2–4.3, in the paper's order: the seven its discussion lists, then the
 #: remark of §4.3 on the CNN.
-DEEP_CLAIMS: tuple[Callable[[Groups], Claim], ...] = (
+DEEP_CLAIMS: tuple[Callable[..., Claim], ...] = (
     whitening_brittle, last_layer_no_rescue, last_layer_cnn_not_mlp, all_layers_help,
     jacobian_vs_noise, earlier_layers_relax, jacobian_without_power_law, cnn_all_like_last)
 
 
-def deep_claims(groups: Groups) -> list[Claim]:
-    """Every claim of `DEEP_CLAIMS` judged on ``groups``."""
-    return [claim(groups) for claim in DEEP_CLAIMS]
+def deep_claims(groups: Groups, paired: bool = False) -> list[Claim]:
+    """Every claim of `DEEP_CLAIMS` judged on ``groups``: by the book's rule (seeds as
+    independent samples), or ``paired`` by seed (`difference`), a check of that rule."""
+    return [claim(groups, paired) for claim in DEEP_CLAIMS]
+
+
+#: The comparisons the claims of `DEEP_CLAIMS` read (claim, network, variant, minus
+#: variant, curve), each as "variant minus variant": accuracy averaged over the curve's grid.
+CLAIM_COMPARISONS: tuple[tuple[int, str, str, str, str], ...] = (
+    (1, "mlp", "vanilla-wh", "vanilla", "pgd"),
+    (2, "mlp", "specreg-last-wh", "vanilla-wh", "pgd"),
+    (3, "mlp", "specreg-last", "vanilla", "pgd"), (3, "cnn", "specreg-last", "vanilla", "pgd"),
+    (4, "mlp", "specreg-all", "vanilla", "pgd"), (4, "cnn", "specreg-all", "vanilla", "pgd"),
+    (5, "mlp", "jacobian", "specreg-all", "pgd"), (5, "cnn", "jacobian", "specreg-all", "pgd"),
+    (5, "mlp", "jacobian", "specreg-all", "noise"), (5, "cnn", "jacobian", "specreg-all", "noise"),
+    (7, "mlp", "jacobian", "vanilla", "pgd"), (7, "cnn", "jacobian", "vanilla", "pgd"),
+    (8, "cnn", "specreg-all", "specreg-last", "pgd"),
+)
+
+
+@dataclass(frozen=True)
+class PairedReading:
+    """One comparison of `CLAIM_COMPARISONS` read two ways: ``welch``, seeds as independent
+    samples (the claims' rule, `analysis.compare`), and ``paired``, seed by seed
+    (`analysis.compare_paired`), over ``n_pairs`` common seeds."""
+
+    claim: int
+    arch: str
+    variant: str
+    minus: str
+    curve: str
+    welch: Comparison
+    paired: Comparison
+    n_pairs: int
+
+
+def paired_readings(groups: Groups) -> list[PairedReading]:
+    """Every comparison of `CLAIM_COMPARISONS` whose two variants are in ``groups``, by the
+    claims' rule (Welch over seeds) and paired by seed: a check of how much the verdicts
+    depend on treating the seeds as independent. The runs of one seed share initial weights,
+    batch order and evaluation noise, so pairing removes what the seed does to every
+    variant alike."""
+    out = []
+    for claim, arch, variant, minus, curve in CLAIM_COMPARISONS:
+        if not have(groups, arch, variant, minus):
+            continue
+        pairs = set(_seed_areas(groups, arch, variant, curve)) & set(_seed_areas(groups, arch, minus, curve))
+        out.append(PairedReading(claim, arch, variant, minus, curve,
+                                 difference(groups, arch, variant, minus, curve),
+                                 difference(groups, arch, variant, minus, curve, paired=True),
+                                 len(pairs)))
+    return out
 
 
 def decreasing_alpha_effect(groups: Groups) -> dict[str, float | str] | None:

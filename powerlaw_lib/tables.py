@@ -18,7 +18,7 @@ from .store import Result
 if TYPE_CHECKING:
     from .alpha_analysis import Best
     from .audits import AuditRecord
-    from .claims import AuditVerdict
+    from .claims import AuditVerdict, PairedReading
 
 Groups = dict[str, list[Result]]
 
@@ -104,6 +104,24 @@ def effect_table(per_seed_a: dict[str, np.ndarray], per_seed_b: dict[str, np.nda
                      "yes" if c.significant else "no"])
     return markdown(["method", f"{name_a} ({unit})", f"{name_b} ({unit})",
                      f"{name_a} − {name_b} (points ± SE)", "significant (two-sided, 2 SE)"], rows)
+
+
+def paired_table(readings: Sequence["PairedReading"], arch_labels: dict[str, str],
+                 variant_labels: dict[str, str]) -> str:
+    """The claims' comparisons read two ways (`claims.paired_readings`): one row each with
+    the claim, the network, "variant − variant" and the curve, then the difference ± its
+    standard error in points (2 decimals), seeds as independent samples (Welch, the claims' rule) and
+    paired by seed; a reading beyond two standard errors is in bold."""
+    def cell(c) -> str:
+        text = f"{100 * c.difference:+.2f} ± {100 * c.standard_error:.2f}"
+        return f"**{text}**" if c.significant else text
+
+    rows = [[str(r.claim), arch_labels.get(r.arch, r.arch),
+             f"{variant_labels.get(r.variant, r.variant)} − {variant_labels.get(r.minus, r.minus)}",
+             "white noise" if r.curve == "noise" else r.curve.upper(),
+             cell(r.welch), cell(r.paired), str(r.n_pairs)] for r in readings]
+    return markdown(["claim", "network", "difference", "curve", "seeds independent (Welch)",
+                     "paired by seed", "pairs"], rows)
 
 
 def settings_table(rows: Sequence[tuple[str, str, str, str]]) -> str:

@@ -81,7 +81,8 @@ def _epoch_check_line(results: Sequence[Result], params: dict) -> str:
 
 
 def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None) -> list[str]:
-    """What the chapter reports beside its claims: the deep chapter's last-layer exponents
+    """What the chapter reports beside its claims: the deep chapter's verdicts with the
+    seeds paired (`claims.deep_claims(paired=True)`), its last-layer exponents
     (`claims.regularized_layer_exponents`), its decreasing-α variant
     against all-layer α = 1 (Nassar et al.'s future work) and its epoch check (last-layer
     SpecReg trained longer, `claims.epoch_check_effect`); the α sweep's best target per
@@ -96,7 +97,9 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
         decreasing = ("decreasing α: not tested (runs missing)" if effect is None else
                       "decreasing α vs all-layer α = 1: "
                       + "  ".join(f"{k}={_number(v)}" for k, v in effect.items()))
-        return [exponents, decreasing, _epoch_check_line(results, params)]
+        paired = ("paired by seed (a check of the rule, not the verdicts): " + "  ".join(
+            f"{c.number}={verdict(c.held)}" for c in deep_claims(groups, paired=True)))
+        return [paired, exponents, decreasing, _epoch_check_line(results, params)]
     if grid == "alpha_sweep":
         lines = []
         for setting, best in best_by_setting(sweep_groups(results)).items():

@@ -268,3 +268,37 @@ def test_the_deep_epoch_check_pairs_last_layer_specreg_with_its_longer_twin():
     no_check = dict(params, epoch_check=0)
     none = claims.deep_epoch_check(grids.deep(**no_check), no_check, stored.get)
     assert none["ec_arch"] == "–" and math.isnan(none["ec_epochs_long"])
+
+
+def test_compare_paired_reads_seed_by_seed_differences():
+    from powerlaw_lib.analysis import compare, compare_paired
+
+    a = {0: 0.80, 1: 0.50, 2: 0.65, 3: 0.9}              # seed 3 has no partner: left out
+    b = {0: 0.75, 1: 0.44, 2: 0.61}                       # differences 0.05, 0.06, 0.04
+    c = compare_paired(a, b)
+    assert c.difference == pytest.approx(0.05)
+    assert c.standard_error == pytest.approx(0.01 / math.sqrt(3))
+    assert c.held and c.significant
+    welch = compare([0.80, 0.50, 0.65], [0.75, 0.44, 0.61])   # the seeds' spread swamps it
+    assert welch.difference == pytest.approx(0.05) and not welch.significant
+    assert compare_paired({0: 0.4}, {0: 0.5}).held is False   # one pair: just a > b
+    with pytest.raises(ValueError, match="no seed in common"):
+        compare_paired({0: 0.4}, {1: 0.5})
+
+
+def test_a_seed_effect_shared_by_every_variant_cancels_only_when_paired():
+    groups = _paper_like()
+    for variant, noise, wobble in (("specreg-all", 0.62, 0.004), ("jacobian", 0.60, 0.0)):
+        for r, offset in zip(groups["cnn"][variant], (-0.2, 0.0, 0.2)):   # seed effect ±20
+            r.curves["noise"] = [noise + offset + wobble * np.sign(offset)] * 4   # SpecReg +2
+    welch = claims.deep_claims(groups)[4]
+    paired = claims.deep_claims(groups, paired=True)[4]
+    assert welch.held is False and paired.held is True          # the CNN's reversal under noise
+    assert paired.numbers["c5_noise_cnn"] == pytest.approx(-2.0)
+    assert paired.numbers["c5_noise_cnn_se"] == pytest.approx(0.4 / math.sqrt(3))
+    readings = {(r.claim, r.arch, r.curve): r for r in claims.paired_readings(groups)}
+    assert len(readings) == len(claims.CLAIM_COMPARISONS)
+    noise = readings[(5, "cnn", "noise")]
+    assert noise.n_pairs == 3 and not noise.welch.significant and noise.paired.significant
+    del groups["cnn"]["jacobian"]                                  # its 3 comparisons left out
+    assert len(claims.paired_readings(groups)) == len(claims.CLAIM_COMPARISONS) - 3

@@ -154,3 +154,16 @@ def test_best_alpha_table_shows_the_best_target_beside_its_references():
     assert lines[0].startswith("| setting | metric | best α* |") and len(lines) == 4
     assert "| dense 784-2000-10 | held-out accuracy | 2.5 | 96.00 ± 1.41 | 93.00 ± 0.00 | – |" in text
     assert "| dense 784-2000-10 | PGD-40, ε = 0.05 | 3 | 40.00 | – | 25.00 ± 7.07 |" in text
+
+
+def test_paired_table_shows_both_readings_and_bolds_the_significant_ones():
+    from powerlaw_lib.analysis import Comparison
+    from powerlaw_lib.claims import PairedReading
+
+    row = PairedReading(5, "cnn", "jacobian", "specreg-all", "noise",
+                        welch=Comparison(-0.041, 0.092, False),
+                        paired=Comparison(-0.041, 0.010, False), n_pairs=3)
+    text = tables.paired_table([row], {"cnn": "CNN"}, {"jacobian": "Jacobian"})
+    last = text.splitlines()[-1]
+    assert last == ("| 5 | CNN | Jacobian − specreg-all | white noise | -4.10 ± 9.20 | **-4.10 ± 1.00** "
+                    "| 3 |")

@@ -44,6 +44,8 @@ def test_deep_claims_on_a_partial_store_judge_only_what_its_runs_allow(tmp_path,
     assert f"PROVISIONAL, {len(configs) - len(stored)} missing" in out[0]
     assert "1. reproduced: whitening makes the MLP brittle" in out
     assert "2. not tested: last-layer SpecReg does not rescue the whitened MLP" in out
+    assert out[-4].startswith("paired by seed (a check of the rule, not the verdicts): 1=reproduced")
+    assert "  2=not tested" in out[-4]
     assert out[-3].startswith("last hidden layer's α") and "ll_alpha_mlp_vanilla=1.6 " in out[-3]
     assert "ll_reached_mlp_last=–" in out[-3]
     assert out[-2] == "decreasing α: not tested (runs missing)"
