@@ -10,7 +10,7 @@ PARAMS ?= params/quick.yml
 NAME   ?=
 # Chapters written ahead of their stored runs: `make test` executes and builds them with
 # the quick parameters; `make book` builds them once they join _toc.yml.
-DRAFTS := deep alpha_sweep
+DRAFTS := alpha_sweep
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # Two cores: let torch use both, but never oversubscribe through BLAS threads.
 export OMP_NUM_THREADS ?= 2

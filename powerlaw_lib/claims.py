@@ -154,18 +154,32 @@ def jacobian_vs_noise(groups: Groups, paired: bool = False) -> Claim:
 def earlier_layers_relax(groups: Groups, paired: bool = False) -> Claim:
     """6. Under all-layer SpecReg the earlier layers move towards 1/n without reaching it
     (every earlier layer closer to α = 1 than the vanilla network's, none within 0.1).
-    It compares exponents, not seeds: ``paired`` changes nothing."""
+    Numbers: ``c6_not_towards``, the earlier layers no closer to 1 than vanilla's, and
+    ``c6_within``, those within 0.1 of 1 (texts, "none"); ``c6_last_ok``, whether the last
+    layer is within 0.1. It compares exponents, not seeds: ``paired`` changes nothing."""
     text = "earlier layers relax towards 1/n without reaching it"
     archs = [a for a in ("mlp", "cnn") if have(groups, a, "vanilla", "specreg-all")]
     if not archs:
-        return Claim(6, text, None, {"c6_last_ok": "(not run)"})
+        return Claim(6, text, None, {"c6_last_ok": "(not run)", "c6_not_towards": "–",
+                                     "c6_within": "–"})
     depth = _depth(groups)
-    towards = all(abs(layer_alpha(groups, a, "specreg-all", l) - 1) < abs(layer_alpha(groups, a, "vanilla", l) - 1)
-                  for a in archs for l in range(1, depth))
-    reached = any(abs(layer_alpha(groups, a, "specreg-all", l) - 1) <= ALPHA_TOLERANCE
-                  for a in archs for l in range(1, depth))
+    earlier = [(a, l) for a in archs for l in range(1, depth)]
+    away = [(a, l) for a, l in earlier
+            if abs(layer_alpha(groups, a, "specreg-all", l) - 1) >= abs(layer_alpha(groups, a, "vanilla", l) - 1)]
+    within = [(a, l) for a, l in earlier
+              if abs(layer_alpha(groups, a, "specreg-all", l) - 1) <= ALPHA_TOLERANCE]
     last_ok = all(abs(layer_alpha(groups, a, "specreg-all", depth) - 1) <= ALPHA_TOLERANCE for a in archs)
-    return Claim(6, text, towards and not reached, {"c6_last_ok": "is" if last_ok else "is not"})
+    return Claim(6, text, not away and not within,
+                 {"c6_last_ok": "is" if last_ok else "is not",
+                  "c6_not_towards": _arch_layers_text(away), "c6_within": _arch_layers_text(within)})
+
+
+def _arch_layers_text(layers: Sequence[tuple[str, int]]) -> str:
+    """"none", or the layers per network: "MLP layer 1; CNN layers 1 and 2"."""
+    if not layers:
+        return "none"
+    archs = dict.fromkeys(a for a, _ in layers)
+    return "; ".join(f"{a.upper()} " + _layers_text([l for b, l in layers if b == a]) for a in archs)
 
 
 def jacobian_without_power_law(groups: Groups, paired: bool = False) -> Claim:

@@ -116,8 +116,11 @@ def paired_table(readings: Sequence["PairedReading"], arch_labels: dict[str, str
         text = f"{100 * c.difference:+.2f} ± {100 * c.standard_error:.2f}"
         return f"**{text}**" if c.significant else text
 
-    rows = [[str(r.claim), arch_labels.get(r.arch, r.arch),
-             f"{variant_labels.get(r.variant, r.variant)} − {variant_labels.get(r.minus, r.minus)}",
+    def name(variant: str) -> str:                       # "(vanilla + whitening)"
+        label = variant_labels.get(variant, variant)
+        return f"({label})" if " + " in label else label
+
+    rows = [[str(r.claim), arch_labels.get(r.arch, r.arch), f"{name(r.variant)} − {name(r.minus)}",
              "white noise" if r.curve == "noise" else r.curve.upper(),
              cell(r.welch), cell(r.paired), str(r.n_pairs)] for r in readings]
     return markdown(["claim", "network", "difference", "curve", "seeds independent (Welch)",

@@ -78,7 +78,13 @@ def test_a_claim_fails_when_its_numbers_turn(change, number):
 def test_claims_6_and_7_read_the_spectra():
     groups = _paper_like()
     groups["mlp"]["specreg-all"] = _runs(MLP, 0.50, noise=0.6, alphas=(1.05, 1.2, 1.0))
-    assert claims.earlier_layers_relax(groups).held is False       # layer 1 reached 1/n
+    claim6 = claims.earlier_layers_relax(groups)
+    assert claim6.held is False                                     # layer 1 reached 1/n
+    assert claim6.numbers["c6_within"] == "MLP layer 1" and claim6.numbers["c6_not_towards"] == "none"
+    groups["cnn"]["specreg-all"] = _runs(CNN, 0.50, noise=0.7, alphas=(1.6, 1.7, 0.95))
+    claim6 = claims.earlier_layers_relax(groups)                    # CNN: 1 unmoved, 2 away
+    assert claim6.numbers["c6_not_towards"] == "CNN layers 1 and 2"
+    assert claims.earlier_layers_relax(_paper_like()).numbers["c6_within"] == "none"
     groups = _paper_like()
     groups["cnn"]["jacobian"] = _runs(CNN, 0.60, noise=0.6, alphas=(3.0, 3.0, 1.05))
     assert claims.jacobian_without_power_law(groups).held is False  # a 1/n Jacobian network

@@ -163,7 +163,8 @@ def test_paired_table_shows_both_readings_and_bolds_the_significant_ones():
     row = PairedReading(5, "cnn", "jacobian", "specreg-all", "noise",
                         welch=Comparison(-0.041, 0.092, False),
                         paired=Comparison(-0.041, 0.010, False), n_pairs=3)
-    text = tables.paired_table([row], {"cnn": "CNN"}, {"jacobian": "Jacobian"})
+    text = tables.paired_table([row], {"cnn": "CNN"}, {"jacobian": "Jacobian",
+                                                       "specreg-all": "SpecReg + all"})
     last = text.splitlines()[-1]
-    assert last == ("| 5 | CNN | Jacobian − specreg-all | white noise | -4.10 ± 9.20 | **-4.10 ± 1.00** "
+    assert last == ("| 5 | CNN | Jacobian − (SpecReg + all) | white noise | -4.10 ± 9.20 | **-4.10 ± 1.00** "
                     "| 3 |")
