@@ -16,8 +16,6 @@ from typing import TYPE_CHECKING, Callable, Sequence
 import numpy as np
 
 from .analysis import Comparison, compare, compare_paired, metric_values, seed_curve_means
-from .config import RunConfig
-from .grids import deep_epoch_checks, deep_variant
 from .store import Result
 
 if TYPE_CHECKING:
@@ -25,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AuditVerdict", "CLAIM_COMPARISONS", "Claim", "DEEP_CLAIMS", "PairedReading",
            "audit_verdict", "audited_accuracy", "cnn_all_like_last", "curve_area",
-           "decreasing_alpha_effect", "deep_claims", "deep_epoch_check", "difference",
+           "decreasing_alpha_effect", "deep_claims", "difference",
            "epoch_check_effect",
            "have", "layer_alpha", "paired_readings", "regularized_layer_exponents", "verdict"]
 
@@ -363,24 +361,6 @@ def epoch_check_effect(main: Result | None, longer: Result | None) -> dict[str, 
     out["ec_moved"] = ("closer to" if change < -ALPHA_TOLERANCE / 2 else
                        "farther from" if change > ALPHA_TOLERANCE / 2 else "no closer to")
     return out
-
-
-def deep_epoch_check(configs: Sequence[RunConfig], params: dict | None,
-                     get: Callable[[RunConfig], Result | None]) -> dict[str, float | str]:
-    """The deep chapter's epoch check: `epoch_check_effect` of the last-layer SpecReg pair
-    of `grids.deep_epoch_checks(configs, params)` (main run, twin trained longer), its
-    results looked up with ``get`` (None: not stored), plus ``ec_arch``, the pair's network.
-    The epochs come from the configs, so they are known before the runs; every number is
-    NaN and ``ec_arch`` "–" when the grid has no such pair.
-    """
-    pair = next(((m, l) for m, l in deep_epoch_checks(configs, params)
-                 if deep_variant(m) == "specreg-last"), None)
-    if pair is None:
-        return {**epoch_check_effect(None, None), "ec_arch": "–"}
-    effect = epoch_check_effect(get(pair[0]), get(pair[1]))
-    effect.update(ec_epochs_main=float(pair[0].epochs), ec_epochs_long=float(pair[1].epochs),
-                  ec_arch=pair[0].arch)
-    return effect
 
 
 def _layers_text(layers: Sequence[int]) -> str:

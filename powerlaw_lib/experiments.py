@@ -465,3 +465,14 @@ def provisional_notice(n_stored: int, n_grid: int) -> str:
             f"{n_stored} of its grid's {n_grid} runs that are stored "
             f"({n_grid - n_stored} missing). Figures, tables and verdicts leave the missing "
             "runs out, so they may change when the grid is complete.\n:::")
+
+
+def show_provisional_notice(n_stored: int, n_grid: int) -> None:
+    """Display `provisional_notice` (a MyST warning that the page shows ``n_stored`` of its
+    grid's ``n_grid`` runs) in a chapter rendered with ``stored_only``; nothing when the
+    grid is complete."""
+    from IPython.display import Markdown, display
+
+    notice = provisional_notice(n_stored, n_grid)
+    if notice:
+        display(Markdown(notice))

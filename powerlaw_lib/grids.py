@@ -14,12 +14,13 @@ chapters say what that means for their conclusions.
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+from typing import Callable, Sequence
 
 from .analysis import select_beta
 from .audits import AuditSpec
+from .claims import epoch_check_effect
 from .config import EPS_GRID, NOISE_GRID, RunConfig
-from .store import ResultStore
+from .store import Result, ResultStore
 from .validation import check_field
 
 
@@ -216,6 +217,24 @@ def deep_epoch_checks(configs: Sequence[RunConfig], params: dict | None = None
     with its twin at the main epochs (the same config otherwise)."""
     main = deep_epochs(params)
     return [(c.replace(epochs=main[c.arch]), c) for c in configs if c.epochs != main[c.arch]]
+
+
+def deep_epoch_check(configs: Sequence[RunConfig], params: dict | None,
+                     get: Callable[[RunConfig], Result | None]) -> dict[str, float | str]:
+    """The deep chapter's epoch check: `claims.epoch_check_effect` of the last-layer SpecReg
+    pair of `deep_epoch_checks(configs, params)` (main run, twin trained longer), its
+    results looked up with ``get`` (None: not stored), plus ``ec_arch``, the pair's network.
+    The epochs come from the configs, so they are known before the runs; every number is
+    NaN and ``ec_arch`` "–" when the grid has no such pair.
+    """
+    pair = next(((m, l) for m, l in deep_epoch_checks(configs, params)
+                 if deep_variant(m) == "specreg-last"), None)
+    if pair is None:
+        return {**epoch_check_effect(None, None), "ec_arch": "–"}
+    effect = epoch_check_effect(get(pair[0]), get(pair[1]))
+    effect.update(ec_epochs_main=float(pair[0].epochs), ec_epochs_long=float(pair[1].epochs),
+                  ec_arch=pair[0].arch)
+    return effect
 
 
 def deep_beta_selection(store: ResultStore, tolerance: float = 0.01, **grid_params

@@ -599,15 +599,3 @@ def glue(name: str, value: Any, display: bool = False) -> None:
         value = value.item()
     _glue(name, value, display=display)
 
-
-def show_provisional_notice(n_stored: int, n_grid: int) -> None:
-    """Display `experiments.provisional_notice` (a MyST warning that the page shows
-    ``n_stored`` of its grid's ``n_grid`` runs) in a chapter rendered with
-    ``stored_only``; nothing when the grid is complete."""
-    from IPython.display import Markdown, display
-
-    from .experiments import provisional_notice
-
-    notice = provisional_notice(n_stored, n_grid)
-    if notice:
-        display(Markdown(notice))

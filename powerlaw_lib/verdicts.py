@@ -14,9 +14,9 @@ import math
 from typing import Callable, Sequence
 
 from .alpha_analysis import alpha_claims, best_by_setting, sweep_groups
-from .claims import (Claim, decreasing_alpha_effect, deep_claims, deep_epoch_check,
+from .claims import (Claim, decreasing_alpha_effect, deep_claims,
                      regularized_layer_exponents, verdict)
-from .grids import deep_epochs, deep_groups, deep_variant
+from .grids import deep_epoch_check, deep_epochs, deep_groups
 from .store import Result
 
 __all__ = ["CHAPTER_CLAIMS", "chapter_claims", "claim_lines", "extra_lines"]
@@ -69,7 +69,7 @@ def claim_lines(claims: Sequence[Claim]) -> list[str]:
 
 
 def _epoch_check_line(results: Sequence[Result], params: dict) -> str:
-    """The deep grid's epoch check (`claims.deep_epoch_check`) among the stored results:
+    """The deep grid's epoch check (`grids.deep_epoch_check`) among the stored results:
     "not tested" unless both the longer last-layer SpecReg run and its twin are stored."""
     by_key = {r.key: r for r in results}
     effect = deep_epoch_check([r.config for r in results], params, lambda c: by_key.get(c.key))

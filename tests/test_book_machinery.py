@@ -520,13 +520,13 @@ def test_the_status_page_names_the_commit_and_the_stored_runs_each_chapter_read(
 def test_draft_chapters_join_the_numbered_part_of_a_generated_toc(tmp_path):
     from book_execute import toc_with_drafts
 
-    out = toc_with_drafts(REPO / "_toc.yml", ["deep", "alpha_sweep"], tmp_path / "toc.yml")
+    out = toc_with_drafts(REPO / "_toc.yml", ["alpha_sweep"], tmp_path / "toc.yml")
     entries = toc_entries(out)
     numbered = next(p for p in yaml.safe_load(out.read_text())["parts"] if p.get("numbered"))
     files = [c["file"] for c in numbered["chapters"]]
-    assert files[-2:] == ["book/deep", "book/alpha_sweep"]  # numbered, after the others
+    assert files[-1] == "book/alpha_sweep"                   # numbered, after the others
     assert set(toc_entries(REPO / "_toc.yml")) < set(entries)  # nothing dropped
-    assert "book/deep" not in toc_entries(REPO / "_toc.yml")  # _toc.yml itself unchanged
+    assert "book/alpha_sweep" not in toc_entries(REPO / "_toc.yml")  # _toc.yml unchanged
     with pytest.raises(FileNotFoundError, match="nosuch"):
         toc_with_drafts(REPO / "_toc.yml", ["nosuch"], tmp_path / "t2.yml")
     with pytest.raises(ValueError, match="shallow"):
@@ -564,12 +564,12 @@ def test_glue_number_formats_numbers_and_shows_a_dash_for_nan(monkeypatch):
 def test_the_provisional_notice_shows_only_while_runs_are_missing(monkeypatch):
     import IPython.display
 
-    import powerlaw_lib.notebook as notebook
+    from powerlaw_lib import experiments
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda *objs: shown.extend(objs))
-    notebook.show_provisional_notice(1, 3)
+    experiments.show_provisional_notice(1, 3)
     assert len(shown) == 1 and shown[0].data.startswith(":::{warning}")
     assert "1 of its grid's 3 runs" in shown[0].data
-    notebook.show_provisional_notice(3, 3)                         # complete: nothing shown
+    experiments.show_provisional_notice(3, 3)                      # complete: nothing shown
     assert len(shown) == 1

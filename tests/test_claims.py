@@ -265,14 +265,14 @@ def test_the_deep_epoch_check_pairs_last_layer_specreg_with_its_longer_twin():
             stored[c.key] = Result(c, {"layer3_alpha": 1.8 if c.epochs == 3 else 1.05},
                                    history=[{"penalty": 0.5}])
     assert len(stored) == 2
-    effect = claims.deep_epoch_check(configs, params, lambda c: stored.get(c.key))
+    effect = grids.deep_epoch_check(configs, params, lambda c: stored.get(c.key))
     assert (effect["ec_alpha_main"], effect["ec_alpha_long"]) == (1.8, 1.05)
     assert effect["ec_reached"] == "is" and effect["ec_arch"] == "cnn"
-    nothing = claims.deep_epoch_check(configs, params, lambda c: None)
+    nothing = grids.deep_epoch_check(configs, params, lambda c: None)
     assert (nothing["ec_epochs_main"], nothing["ec_epochs_long"]) == (3, 6)   # from the configs
     assert nothing["ec_reached"] == "–" and math.isnan(nothing["ec_alpha_long"])
     no_check = dict(params, epoch_check=0)
-    none = claims.deep_epoch_check(grids.deep(**no_check), no_check, stored.get)
+    none = grids.deep_epoch_check(grids.deep(**no_check), no_check, stored.get)
     assert none["ec_arch"] == "–" and math.isnan(none["ec_epochs_long"])
 
 
