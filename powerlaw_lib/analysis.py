@@ -175,7 +175,8 @@ def compare_paired(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison
     difference is the mean of ``a[seed] − b[seed]``, its standard error the standard
     deviation of those differences over √n. In this library the runs of one seed share
     their initial weights, batch order and evaluation noise (`experiments`, `training`), so
-    what the seed changes cancels. With one common seed `held` is just a > b.
+    what the seed changes cancels. With one common seed, or differences all equal (standard
+    error 0), `held` is just a > b and `significant` is False, as in `compare`.
     """
     seeds = sorted(set(a) & set(b))
     if not seeds:

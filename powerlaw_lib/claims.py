@@ -23,9 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AuditVerdict", "CLAIM_COMPARISONS", "Claim", "DEEP_CLAIMS", "PairedReading",
            "audit_verdict", "audited_accuracy", "cnn_all_like_last", "curve_area",
-           "decreasing_alpha_effect", "deep_claims", "difference",
-           "epoch_check_effect",
-           "have", "layer_alpha", "paired_readings", "regularized_layer_exponents", "verdict"]
+           "decreasing_alpha_effect", "deep_claims", "difference", "epoch_check_effect", "have", "layer_alpha", "paired_readings", "regularized_layer_exponents", "verdict"]
 
 Groups = dict[str, dict[str, list[Result]]]
 NAN = float("nan")
@@ -71,7 +69,10 @@ def difference(groups: Groups, arch: str, variant: str, minus: str, curve: str =
 def _seed_areas(groups: Groups, arch: str, variant: str, curve: str) -> dict[int, float]:
     """{seed: accuracy averaged over the grid of ``curve``} of one variant."""
     runs = groups[arch][variant]
-    return {r.config.seed: float(v) for r, v in zip(runs, seed_curve_means(runs, curve))}
+    seeds = [r.config.seed for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{arch} {variant}: two runs of one seed, cannot pair: {seeds}")
+    return dict(zip(seeds, map(float, seed_curve_means(runs, curve))))
 
 
 def layer_alpha(groups: Groups, arch: str, variant: str, layer: int) -> float:

@@ -356,8 +356,9 @@ def alpha_sweep(settings: Sequence[str] = tuple(ALPHA_SETTINGS),
     of Nassar et al. (τ = `tau`, the same β) for every α* in `specreg_alphas`, with its
     unregularized twin, at `specreg_batch_size` (eq. 2 needs a batch wider than the
     2000-wide layer), `specreg_seeds` seeds; `specreg_alphas=()` leaves it out. These come
-    last in the grid, so that a run in grid or seed order (`run --order seed`) reaches every
-    setting's slope runs, which the paper's claims read, before the comparison.
+    last in the grid: in grid order every setting's slope runs, which the paper's claims
+    read, come before the comparison; in seed order (`run --order seed`) each seed's slope
+    runs of all four settings come before that seed's comparison runs.
     """
     unknown = set(settings) - set(ALPHA_SETTINGS)
     if unknown or not settings:

@@ -598,4 +598,3 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     if isinstance(value, np.generic):
         value = value.item()
     _glue(name, value, display=display)
-

@@ -85,7 +85,7 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
     seeds paired (`claims.deep_claims(paired=True)`), its last-layer exponents
     (`claims.regularized_layer_exponents`), its decreasing-α variant
     against all-layer α = 1 (Nassar et al.'s future work) and its epoch check (last-layer
-    SpecReg trained longer, `claims.epoch_check_effect`); the α sweep's best target per
+    SpecReg trained longer, `grids.deep_epoch_check`); the α sweep's best target per
     setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd)."""
     params = dict(params or {})
     if grid == "deep":

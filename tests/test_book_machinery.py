@@ -488,7 +488,7 @@ def test_a_chapters_parameter_defaults_are_its_grid_functions_defaults(name):
     # its audits' (with the audit function's defaults)
     audit = set(audit_parameters(name))
     assert (set(defaults) - set(grid) - audit) | {PREVIEW_PARAMETER} == CHAPTER_ONLY_PARAMETERS
-    if name in ("deep", "alpha_sweep"):                # the grids still running can be previewed
+    if name in ("deep", "alpha_sweep"):                # the long grids can be previewed
         assert defaults[PREVIEW_PARAMETER] is False
     if audit:
         signature = inspect.signature(CHAPTER_AUDITS[name]).parameters

@@ -272,7 +272,7 @@ def test_the_deep_epoch_check_pairs_last_layer_specreg_with_its_longer_twin():
     assert (nothing["ec_epochs_main"], nothing["ec_epochs_long"]) == (3, 6)   # from the configs
     assert nothing["ec_reached"] == "–" and math.isnan(nothing["ec_alpha_long"])
     no_check = dict(params, epoch_check=0)
-    none = grids.deep_epoch_check(grids.deep(**no_check), no_check, stored.get)
+    none = grids.deep_epoch_check(grids.deep(**no_check), no_check, lambda c: stored.get(c.key))
     assert none["ec_arch"] == "–" and math.isnan(none["ec_epochs_long"])
 
 
@@ -308,3 +308,33 @@ def test_a_seed_effect_shared_by_every_variant_cancels_only_when_paired():
     assert noise.n_pairs == 3 and not noise.welch.significant and noise.paired.significant
     del groups["cnn"]["jacobian"]                                  # its 3 comparisons left out
     assert len(claims.paired_readings(groups)) == len(claims.CLAIM_COMPARISONS) - 3
+
+
+def test_each_paired_reading_is_the_comparison_its_claim_reports():
+    groups = _paper_like()
+    numbers = {k: v for c in claims.deep_claims(groups) for k, v in c.numbers.items()}
+    readings = {(r.claim, r.arch, r.curve): 100 * r.welch.difference
+                for r in claims.paired_readings(groups)}
+    assert readings[(1, "mlp", "pgd")] == pytest.approx(numbers["c1_diff"])  # whitened − vanilla
+    assert readings[(3, "cnn", "pgd")] == pytest.approx(numbers["c3_cnn"])
+    assert readings[(4, "mlp", "pgd")] == pytest.approx(numbers["c4_mlp"])
+    assert readings[(5, "cnn", "noise")] == pytest.approx(numbers["c5_noise_cnn"])
+    assert readings[(5, "mlp", "pgd")] == pytest.approx(numbers["c5_adv_mlp"])
+    assert readings[(8, "cnn", "pgd")] == pytest.approx(numbers["c8_diff"])
+
+
+def test_pairing_refuses_two_runs_of_one_seed():
+    groups = _paper_like()
+    groups["cnn"]["jacobian"][1] = Result(groups["cnn"]["jacobian"][0].config,
+                                          groups["cnn"]["jacobian"][1].metrics,
+                                          curves=groups["cnn"]["jacobian"][1].curves)
+    with pytest.raises(ValueError, match="cnn jacobian: two runs of one seed"):
+        claims.deep_claims(groups, paired=True)
+
+
+def test_claim_6_names_the_failing_layers_of_both_networks():
+    groups = _paper_like()
+    groups["mlp"]["specreg-all"] = _runs(MLP, 0.50, noise=0.6, alphas=(1.7, 1.2, 1.02))
+    groups["cnn"]["specreg-all"] = _runs(CNN, 0.50, noise=0.7, alphas=(1.6, 1.7, 0.95))
+    assert claims.earlier_layers_relax(groups).numbers["c6_not_towards"] == \
+        "MLP layer 1; CNN layers 1 and 2"

@@ -66,6 +66,8 @@ def test_the_deep_epoch_check_line_pairs_the_longer_run_with_its_twin():
     assert "ec_reached=is  ec_moved=closer to" in line
     assert verdicts.extra_lines("deep", results[:1], params)[-1] == \
         "epoch check: not tested (runs missing)"                   # the longer run missing
+    assert verdicts.extra_lines("deep", results[1:], params)[-1] == \
+        "epoch check: not tested (runs missing)"                   # its main twin missing
 
 
 def _alpha_results():
