@@ -262,7 +262,8 @@ def paired_readings(groups: Groups) -> list[PairedReading]:
     for claim, arch, variant, minus, curve in CLAIM_COMPARISONS:
         if not have(groups, arch, variant, minus):
             continue
-        pairs = set(_seed_areas(groups, arch, variant, curve)) & set(_seed_areas(groups, arch, minus, curve))
+        pairs = ({r.config.seed for r in groups[arch][variant]}
+                 & {r.config.seed for r in groups[arch][minus]})
         out.append(PairedReading(claim, arch, variant, minus, curve,
                                  difference(groups, arch, variant, minus, curve),
                                  difference(groups, arch, variant, minus, curve, paired=True),
