@@ -24,7 +24,7 @@ from .grids import ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
 __all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "Trend", "alpha_claims",
-           "alpha_metric", "best_target", "family_of", "last_layer_metric", "read_eps",
+           "alpha_metric", "attack_grid", "best_target", "family_of", "last_layer_metric", "read_eps",
            "reached_targets", "sweep_groups", "target_gaps", "target_values", "trend"]
 
 #: Penalty families of the sweep, by `RunConfig.regularizer`.
@@ -116,6 +116,42 @@ def target_values(targets: Targets, metric: str) -> tuple[np.ndarray, list[np.nd
     """The regularized α* (increasing) and, for each, the per-seed values of `metric`."""
     alphas = [a for a in targets if a is not None]
     return np.array(alphas, dtype=float), [metric_values(targets[a], metric) for a in alphas]
+
+
+@dataclass(frozen=True)
+class AttackGrid:
+    """Accuracy under one attack over (target, ε), mean over seeds, for a heat map."""
+
+    targets: list          # [R] None (unregularized) first, then α* increasing
+    eps: np.ndarray        # [C] attack sizes ε, increasing
+    accuracy: np.ndarray   # [R, C] mean accuracy over seeds (fraction); NaN where not stored
+
+
+def attack_grid(targets: Targets, attack: str, max_eps: float | None = None) -> AttackGrid:
+    """Mean accuracy under `attack` ("fgsm" or "pgd") for every target of `targets` and every
+    ε the runs were attacked at (`RunConfig.fgsm_eps` / `pgd_eps`), up to `max_eps`.
+
+    Every run of `targets` must share one ε grid; a target whose runs lack an ε gets NaN.
+    """
+    if attack not in ("fgsm", "pgd"):
+        raise ValueError(f"attack must be 'fgsm' or 'pgd', got {attack!r}")
+    keys = [k for k, runs in targets.items() if runs]
+    if not keys:
+        raise ValueError("targets must hold at least one run")
+    grids_ = {tuple(getattr(r.config, f"{attack}_eps")) for k in keys for r in targets[k]}
+    if len(grids_) != 1:
+        raise ValueError(f"the runs of targets were attacked on {len(grids_)} different "
+                         f"{attack}_eps grids; a heat map needs one")
+    eps = np.array(sorted(grids_.pop()), dtype=float)
+    if max_eps is not None:
+        eps = eps[eps <= max_eps + 1e-9]
+
+    def mean(runs: Sequence[Result], e: float) -> float:
+        v = [r.metrics.get(metric_name(attack, e), NAN) for r in runs]
+        return NAN if any(math.isnan(x) for x in v) else float(np.mean(v))
+
+    acc = np.array([[mean(targets[k], e) for e in eps] for k in keys]).reshape(len(keys), eps.size)
+    return AttackGrid(keys, eps, acc)
 
 
 @dataclass(frozen=True)

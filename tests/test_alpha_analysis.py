@@ -153,3 +153,35 @@ def test_best_by_setting_names_the_best_target_with_its_references():
     assert best["cnn-cifar10"]["pgd"].target == 5.0                     # robustness rises with α*
     del groups["deep"]["slope"][1.0]
     assert aa.best_by_setting(groups)["deep"]["pgd"].at_one is None
+
+
+def test_attack_grid_averages_seeds_per_target_and_eps():
+    targets = aa.sweep_groups(_results(_paper_like, _pgd_like))["shallow"]["slope"]
+    eps = targets[None][0].config.pgd_eps
+    for k, runs in targets.items():                    # accuracy = 1 − ε − α*/10 + seed/100
+        for r in runs:
+            for e in eps:
+                r.metrics[metric_name("fgsm", e)] = 1 - e - (k or 0) / 10 + r.config.seed / 100
+    grid = aa.attack_grid(targets, "fgsm", max_eps=0.05)
+    assert grid.targets == [None, *grids.ALPHA_TARGETS]
+    np.testing.assert_allclose(grid.eps, [e for e in eps if e <= 0.05])
+    assert grid.accuracy.shape == (len(grid.targets), grid.eps.size)
+    np.testing.assert_allclose(grid.accuracy[3], 1 - grid.eps - 0.15 + 0.01)  # α* = 1.5, seeds 0–2
+    np.testing.assert_allclose(grid.accuracy[0], 1 - grid.eps + 0.01)
+    del targets[2.0][1].metrics[metric_name("fgsm", 0.03)]  # one seed lacks a point: blank cell
+    grid = aa.attack_grid(targets, "fgsm")
+    assert grid.eps.size == len(eps)
+    row = grid.targets.index(2.0)
+    assert np.isnan(grid.accuracy[row, 3]) and np.isfinite(grid.accuracy[row, [2, 4]]).all()
+
+
+def test_attack_grid_refuses_unknown_attacks_and_mixed_eps_grids():
+    targets = aa.sweep_groups(_results(_paper_like, _pgd_like))["deep"]["slope"]
+    with pytest.raises(ValueError, match="attack must be"):
+        aa.attack_grid(targets, "noise")
+    with pytest.raises(ValueError, match="at least one run"):
+        aa.attack_grid({}, "pgd")
+    r = targets[1.0][0]
+    targets[1.0][0] = Result(r.config.replace(pgd_eps=(0.0, 0.1)), r.metrics)
+    with pytest.raises(ValueError, match="2 different pgd_eps grids"):
+        aa.attack_grid(targets, "pgd")
