@@ -17,15 +17,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .analysis import Summary, compare, metric_values, summarize
+from .analysis import Comparison, Summary, compare, metric_values, summarize
 from .claims import Claim
 from .evaluation import metric_name
 from .grids import ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
-__all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "Trend", "alpha_claims",
-           "alpha_metric", "attack_grid", "best_target", "family_of", "last_layer_metric", "read_eps",
-           "reached_targets", "sweep_groups", "target_gaps", "target_values", "trend"]
+__all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best", "PenaltyPair",
+           "PenaltyReading", "Trend", "alpha_claims", "alpha_metric", "attack_grid", "best_by_setting",
+           "best_of", "best_target", "family_of", "last_layer_metric", "penalty_pairs",
+           "penalty_readings", "read_eps", "reached_targets", "sweep_groups", "target_gaps",
+           "target_values", "trend", "trend_word"]
 
 #: Penalty families of the sweep, by `RunConfig.regularizer`.
 FAMILIES = {"slope": "slope", "spectral": "eq2"}
@@ -167,6 +169,14 @@ class Trend:
         return bool(abs(self.slope) > 2 * self.standard_error) if self.standard_error > 0 else False
 
 
+def trend_word(t: Trend) -> str:
+    """A trend in words: "rises" / "falls" when its slope exceeds two standard errors,
+    else "shows no trend beyond two standard errors" (also without an error estimate)."""
+    if not t.significant:
+        return "shows no trend beyond two standard errors"
+    return "rises" if t.slope > 0 else "falls"
+
+
 def trend(targets: Targets, metric: str) -> Trend:
     """The slope of `metric` over the regularized α* of `targets` (every seed a point).
 
@@ -221,6 +231,66 @@ def best_by_setting(groups: SweepGroups) -> dict[str, dict[str, Best]]:
             out[setting] = {"acc": best_of(targets, "clean_accuracy"),
                             "pgd": best_of(targets, metric_name("pgd", read_eps(setting)))}
     return out
+
+
+@dataclass(frozen=True)
+class PenaltyReading:
+    """What one penalty family does over the targets of one setting: its best α* for
+    held-out accuracy and for PGD accuracy at the setting's ε, the trends of both over α*,
+    and the targets it reaches (`reached_targets`) with its largest miss |α̂ − α*|."""
+
+    family: str
+    best_accuracy: Best
+    best_pgd: Best
+    accuracy_trend: Trend
+    pgd_trend: Trend
+    reached: list[float]
+    largest_gap: float
+
+
+def penalty_readings(groups: SweepGroups, setting: str = "shallow") -> dict[str, PenaltyReading]:
+    """`PenaltyReading` of every penalty family of `setting` with regularized runs, in the
+    order of `FAMILIES` ("slope", then "eq2"): does the answer to "which exponent is best"
+    depend on the penalty?"""
+    out = {}
+    pgd = metric_name("pgd", read_eps(setting))
+    for family in FAMILIES.values():
+        targets = groups.get(setting, {}).get(family)
+        if not targets or not any(a is not None for a in targets):
+            continue
+        gaps = target_gaps(targets)
+        out[family] = PenaltyReading(family, best_of(targets, "clean_accuracy"), best_of(targets, pgd),
+                                     trend(targets, "clean_accuracy"), trend(targets, pgd),
+                                     reached_targets(targets), max(gaps.values()))
+    return out
+
+
+@dataclass(frozen=True)
+class PenaltyPair:
+    """One metric at one target under both penalties: mean ± sd over seeds of each, and
+    eq. 2 minus slope penalty (Welch, `analysis.compare`). Target None: the unregularized
+    networks at the two families' batch sizes, i.e. what the batch size alone changes."""
+
+    target: float | None
+    metric: str
+    slope: Summary
+    eq2: Summary
+    difference: Comparison
+
+
+def penalty_pairs(groups: SweepGroups, metrics: Sequence[str],
+                  setting: str = "shallow") -> list[PenaltyPair]:
+    """For every target both penalty families of `setting` ran (None first, then α*
+    increasing) and every metric of `metrics`, in that order: the `PenaltyPair`.
+    Empty when a family is missing."""
+    families = groups.get(setting, {})
+    slope, eq2 = families.get("slope"), families.get("eq2")
+    if not slope or not eq2:
+        return []
+    shared = [a for a in slope if a in eq2 and slope[a] and eq2[a]]   # None first, as grouped
+    return [PenaltyPair(a, m, summarize(metric_values(slope[a], m)), summarize(metric_values(eq2[a], m)),
+                        compare(metric_values(eq2[a], m), metric_values(slope[a], m)))
+            for a in shared for m in metrics]
 
 
 def _slope_family(groups: SweepGroups, setting: str) -> Targets | None:

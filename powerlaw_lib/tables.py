@@ -16,7 +16,7 @@ from .evaluation import metric_name
 from .store import Result
 
 if TYPE_CHECKING:
-    from .alpha_analysis import Best
+    from .alpha_analysis import Best, PenaltyPair
     from .audits import AuditRecord
     from .claims import AuditVerdict, PairedReading
 
@@ -262,6 +262,31 @@ def best_alpha_table(best: dict[str, dict[str, "Best"]], titles: dict[str, str],
             for setting, by_metric in best.items() for metric, b in by_metric.items()]
     return markdown(["setting", "metric", "best α*", "there (%)", "at α* = 1 (%)",
                      "unregularized (%)"], rows)
+
+
+def penalty_table(pairs: Sequence["PenaltyPair"], columns: dict[str, tuple[str, float, str]]) -> str:
+    """The slope penalty against eq. 2 (`alpha_analysis.penalty_pairs`): one row per target
+    ("none": unregularized), two columns per metric of ``columns`` (metric -> (label, scale,
+    format)), mean over seeds times the scale. An eq. 2 cell ends in "+" or "−" when it lies
+    above or below the slope penalty's by more than two standard errors."""
+    by_target: dict = {}
+    for p in pairs:
+        by_target.setdefault(p.target, {})[p.metric] = p
+    rows = []
+    for target, by_metric in by_target.items():
+        row = ["none" if target is None else f"{target:g}"]
+        for metric, (_, scale, fmt) in columns.items():
+            p = by_metric.get(metric)
+            if p is None:
+                row += ["–", "–"]
+                continue
+            mark = ("" if not p.difference.significant else
+                    " +" if p.difference.difference > 0 else " −")
+            row += [f"{scale * p.slope.mean:{fmt}}", f"{scale * p.eq2.mean:{fmt}}{mark}"]
+        rows.append(row)
+    header = ["α*"] + [f"{label}, {who}" for label, _, _ in columns.values()
+                       for who in ("slope", "eq. 2")]
+    return markdown(header, rows)
 
 
 def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: int,

@@ -185,3 +185,50 @@ def test_attack_grid_refuses_unknown_attacks_and_mixed_eps_grids():
     targets[1.0][0] = Result(r.config.replace(pgd_eps=(0.0, 0.1)), r.metrics)
     with pytest.raises(ValueError, match="2 different pgd_eps grids"):
         aa.attack_grid(targets, "pgd")
+
+
+def _eq2_like(c, a):
+    """Slope penalty as `_paper_like`; eq. 2 best at α* = 1 and 0.01 more accurate there."""
+    if c.regularizer == "spectral":
+        return 0.98 - 0.01 * (a - 1.0) ** 2
+    return _paper_like(c, a)
+
+
+def test_penalty_readings_name_each_familys_best_target_and_reach():
+    groups = aa.sweep_groups(_results(_eq2_like, _pgd_like,
+                                      alpha_hat=lambda a: min(a, 3.0)))   # stalls at 3
+    readings = aa.penalty_readings(groups)
+    assert list(readings) == ["slope", "eq2"]
+    slope, eq2 = readings["slope"], readings["eq2"]
+    assert slope.best_accuracy.target == 2.5 and eq2.best_accuracy.target == 1.0
+    assert eq2.best_accuracy.value.mean == pytest.approx(0.98 - 0.001)  # seeds 0, 1: jitter −0.001
+    assert slope.best_pgd.target == 2.5
+    assert slope.reached == [a for a in grids.ALPHA_TARGETS if a <= 3.25]
+    assert slope.largest_gap == pytest.approx(2.0)                       # α* = 5 stalls at 3
+    assert eq2.accuracy_trend.slope < 0 and eq2.accuracy_trend.significant
+    assert aa.penalty_readings(groups, "cnn-mnist").keys() == {"slope"}  # no eq. 2 there
+    del groups["shallow"]["eq2"]
+    assert list(aa.penalty_readings(groups)) == ["slope"]
+
+
+def test_penalty_pairs_subtract_the_slope_penalty_from_eq2_per_target_and_metric():
+    groups = aa.sweep_groups(_results(_eq2_like, _pgd_like))
+    pairs = aa.penalty_pairs(groups, ["clean_accuracy", "layer1_alpha_gerum"])
+    assert [(p.target, p.metric) for p in pairs[:4]] == [
+        (None, "clean_accuracy"), (None, "layer1_alpha_gerum"),
+        (0.5, "clean_accuracy"), (0.5, "layer1_alpha_gerum")]
+    at_one = next(p for p in pairs if p.target == 1.0 and p.metric == "clean_accuracy")
+    expected = (0.98 - 0.001) - (0.97 - 0.01 * 1.5 ** 2)                 # eq. 2 has seeds 0, 1
+    assert at_one.difference.difference == pytest.approx(expected)
+    assert at_one.eq2.n == 2 and at_one.slope.n == 3                      # 2 eq. 2 seeds
+    assert at_one.difference.held and at_one.difference.significant
+    del groups["shallow"]["eq2"][2.0]                                    # only shared targets
+    assert 2.0 not in {p.target for p in aa.penalty_pairs(groups, ["clean_accuracy"])}
+    assert aa.penalty_pairs(groups, ["clean_accuracy"], setting="deep") == []
+
+
+def test_trend_word_names_only_significant_trends():
+    assert aa.trend_word(aa.Trend(0.5, 0.1)) == "rises"
+    assert aa.trend_word(aa.Trend(-0.5, 0.1)) == "falls"
+    assert aa.trend_word(aa.Trend(0.5, 0.3)).startswith("shows no trend")
+    assert aa.trend_word(aa.Trend(float("nan"), float("nan"))).startswith("shows no trend")

@@ -156,6 +156,24 @@ def test_best_alpha_table_shows_the_best_target_beside_its_references():
     assert "| dense 784-2000-10 | PGD-40, ε = 0.05 | 3 | 40.00 | – | 25.00 ± 7.07 |" in text
 
 
+def test_penalty_table_pairs_the_two_penalties_and_marks_significant_differences():
+    from powerlaw_lib.alpha_analysis import PenaltyPair
+    from powerlaw_lib.analysis import compare, summarize
+
+    def pair(target, metric, slope, eq2):
+        return PenaltyPair(target, metric, summarize(slope), summarize(eq2), compare(eq2, slope))
+
+    pairs = [pair(None, "clean_accuracy", [0.95, 0.96], [0.95, 0.96]),
+             pair(1.0, "clean_accuracy", [0.90, 0.91], [0.95, 0.96]),       # eq. 2 above: +
+             pair(1.0, "layer1_alpha_gerum", [1.0, 1.1], [0.5, 0.6])]       # eq. 2 below: −
+    text = tables.penalty_table(pairs, {"clean_accuracy": ("accuracy (%)", 100, ".1f"),
+                                        "layer1_alpha_gerum": ("α̂", 1, ".2f")})
+    lines = text.splitlines()
+    assert lines[0] == "| α* | accuracy (%), slope | accuracy (%), eq. 2 | α̂, slope | α̂, eq. 2 |"
+    assert lines[2] == "| none | 95.5 | 95.5 | – | – |"                     # no α̂ pair: dashes
+    assert lines[3] == "| 1 | 90.5 | 95.5 + | 1.05 | 0.55 − |"
+
+
 def test_paired_table_shows_both_readings_and_bolds_the_significant_ones():
     from powerlaw_lib.analysis import Comparison
     from powerlaw_lib.claims import PairedReading
