@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .analysis import Comparison, Summary, compare, metric_values, summarize
+from .analysis import Comparison, Summary, compare, compare_paired, metric_values, summarize
 from .claims import Claim
 from .evaluation import metric_name
 from .grids import ALPHA_SETTINGS, alpha_setting
@@ -177,21 +177,37 @@ def trend_word(t: Trend) -> str:
     return "rises" if t.slope > 0 else "falls"
 
 
-def trend(targets: Targets, metric: str) -> Trend:
+def trend(targets: Targets, metric: str, paired: bool = False) -> Trend:
     """The slope of `metric` over the regularized α* of `targets` (every seed a point).
 
     Ordinary least squares of the values on α*; the standard error is the usual one,
     sqrt(residual variance / Σ(α − ᾱ)²), NaN with fewer than three points or one α*.
+    ``paired``: a separate intercept per seed (values and α* centred within each seed),
+    so that what a seed shifts at every target cancels; the residual variance then has
+    n − seeds − 1 degrees of freedom (NaN with none left).
     """
     alphas, values = target_values(targets, metric)
     x = np.concatenate([np.full(v.size, a) for a, v in zip(alphas, values)]) if values else np.array([])
     y = np.concatenate(values) if values else np.array([])
-    sxx = float(((x - x.mean()) ** 2).sum()) if x.size else 0.0
-    if x.size < 3 or sxx == 0:
+    n_intercepts = 1
+    if paired and x.size:
+        seeds = np.array([r.config.seed for a in alphas for r in targets[a]])  # [n], as x and y
+        x, y = x.copy(), y.copy()
+        for seed in np.unique(seeds):                 # centre within each seed
+            at = seeds == seed
+            x[at] -= x[at].mean()
+            y[at] -= y[at].mean()
+        n_intercepts = np.unique(seeds).size
+    if x.size < 3:
         return Trend(NAN, NAN)
-    slope = float(((x - x.mean()) * (y - y.mean())).sum() / sxx)
-    residual = y - y.mean() - slope * (x - x.mean())
-    return Trend(slope, float(np.sqrt((residual ** 2).sum() / (x.size - 2) / sxx)))
+    xc, yc = x - x.mean(), y - y.mean()
+    sxx = float((xc ** 2).sum())
+    dof = x.size - n_intercepts - 1
+    if sxx == 0 or dof < 1:
+        return Trend(NAN, NAN)
+    slope = float((xc * yc).sum() / sxx)
+    residual = yc - slope * xc
+    return Trend(slope, float(np.sqrt((residual ** 2).sum() / dof / sxx)))
 
 
 def best_target(targets: Targets, metric: str) -> float:
@@ -298,7 +314,28 @@ def _slope_family(groups: SweepGroups, setting: str) -> Targets | None:
     return targets if targets and any(a is not None for a in targets) else None
 
 
-def dense_best_two_to_three(groups: SweepGroups) -> Claim:
+def _seed_values(runs: Sequence[Result], metric: str) -> dict[int, float]:
+    """{seed: value of `metric`} of the runs of one target; two runs of one seed refused."""
+    seeds = [r.config.seed for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"two runs of one seed, cannot pair: seeds {seeds}")
+    return dict(zip(seeds, map(float, metric_values(runs, metric))))
+
+
+def _range_against_one(targets: Targets, in_range: Sequence[float], metric: str,
+                       paired: bool) -> Comparison:
+    """The targets of `in_range` against α* = 1: their runs pooled (Welch), or ``paired``,
+    per seed the mean over the range against the same seed's run at α* = 1."""
+    if not paired:
+        pooled = np.concatenate([metric_values(targets[a], metric) for a in in_range])
+        return compare(pooled, metric_values(targets[1.0], metric))
+    per_target = [_seed_values(targets[a], metric) for a in in_range]
+    seeds = set.intersection(*(set(v) for v in per_target))     # seeds run at every target
+    range_mean = {seed: float(np.mean([v[seed] for v in per_target])) for seed in seeds}
+    return compare_paired(range_mean, _seed_values(targets[1.0], metric))
+
+
+def dense_best_two_to_three(groups: SweepGroups, paired: bool = False) -> Claim:
     """1. Dense networks do best, in accuracy and robustness, at α* ≈ 2–3, not at α* = 1.
 
     Held when, for the shallow and the deep dense setting and for both clean accuracy and
@@ -306,7 +343,8 @@ def dense_best_two_to_three(groups: SweepGroups) -> Claim:
     every target in that range, pooled, beat α* = 1 by more than two standard errors. The
     contrast is fixed in advance (the range against 1), not drawn from the best target, so
     that picking the best of nine targets does not inflate it. Not reproduced as soon as one
-    part fails; not tested when a part lacks its runs and none failed.
+    part fails; not tested when a part lacks its runs and none failed. ``paired``: the
+    contrast seed by seed (`_range_against_one`), a check of the rule.
     """
     text = "dense networks do best at α ≈ 2–3, not at the brain-like α ≈ 1"
     numbers: dict[str, float | str] = {}
@@ -322,8 +360,7 @@ def dense_best_two_to_three(groups: SweepGroups) -> Claim:
                 held = None if held is not False else False
                 continue
             best = best_target(targets, metric)
-            pooled = np.concatenate([metric_values(targets[a], metric) for a in in_range])
-            c = compare(pooled, metric_values(targets[1.0], metric))
+            c = _range_against_one(targets, in_range, metric, paired)
             numbers.update({f"{key}_best": best, f"{key}_diff": 100 * c.difference,
                             f"{key}_se": 100 * c.standard_error})
             part = lo <= best <= hi and c.held
@@ -336,18 +373,19 @@ def _trend_numbers(key: str, t: Trend) -> dict[str, float]:
 
 
 def _trend_claim(number: int, text: str, setting: str, accuracy_sign: int,
-                 robustness_sign: int) -> Callable[[SweepGroups], Claim]:
+                 robustness_sign: int) -> Callable[..., Claim]:
     """A claim on the signs of the accuracy and PGD-accuracy trends over α* in `setting`
-    (PGD at the setting's ε): each slope must have its sign beyond two standard errors."""
+    (PGD at the setting's ε): each slope must have its sign beyond two standard errors
+    (``paired``: the trend with an intercept per seed, `trend`)."""
     key = f"c{number}"
 
-    def judge(groups: SweepGroups) -> Claim:
+    def judge(groups: SweepGroups, paired: bool = False) -> Claim:
         targets = _slope_family(groups, setting)
         if targets is None:
             return Claim(number, text, None, {**_trend_numbers(f"{key}_acc", Trend(NAN, NAN)),
                                               **_trend_numbers(f"{key}_pgd", Trend(NAN, NAN))})
-        acc = trend(targets, "clean_accuracy")
-        pgd = trend(targets, metric_name("pgd", read_eps(setting)))
+        acc = trend(targets, "clean_accuracy", paired)
+        pgd = trend(targets, metric_name("pgd", read_eps(setting)), paired)
         held = (acc.significant and acc.slope * accuracy_sign > 0
                 and pgd.significant and pgd.slope * robustness_sign > 0)
         return Claim(number, text, held, {**_trend_numbers(f"{key}_acc", acc),
@@ -366,9 +404,10 @@ cifar_tradeoff = _trend_claim(
     3, "on CIFAR-10 lower α favours accuracy, higher α robustness", "cnn-cifar10", -1, +1)
 
 
-def unregularized_alpha_range(groups: SweepGroups) -> Claim:
+def unregularized_alpha_range(groups: SweepGroups, paired: bool = False) -> Claim:
     """4. Unregularized networks already sit at α̂ ≈ 1.4–2.1 (Gerum's fit, last hidden layer,
-    mean over seeds), in every setting that has them."""
+    mean over seeds), in every setting that has them. It compares no seeds: ``paired``
+    changes nothing."""
     text = "unregularized networks already sit at α̂ ≈ 1.4–2.1"
     numbers: dict[str, float | str] = {}
     held: bool | None = None
@@ -389,6 +428,7 @@ GERUM_CLAIMS = (dense_best_two_to_three, cnn_mnist_prefers_low_alpha, cifar_trad
                 unregularized_alpha_range)
 
 
-def alpha_claims(groups: SweepGroups) -> list[Claim]:
-    """Every claim of `GERUM_CLAIMS` judged on `groups`."""
-    return [claim(groups) for claim in GERUM_CLAIMS]
+def alpha_claims(groups: SweepGroups, paired: bool = False) -> list[Claim]:
+    """Every claim of `GERUM_CLAIMS` judged on `groups` by the rule (seeds as independent
+    samples), or ``paired`` by seed, a check of that rule."""
+    return [claim(groups, paired) for claim in GERUM_CLAIMS]

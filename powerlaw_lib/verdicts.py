@@ -86,7 +86,8 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
     (`claims.regularized_layer_exponents`), its decreasing-α variant
     against all-layer α = 1 (Nassar et al.'s future work) and its epoch check (last-layer
     SpecReg trained longer, `grids.deep_epoch_check`); the α sweep's best target per
-    setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd)."""
+    setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd),
+    after its verdicts with the seeds paired (`alpha_analysis.alpha_claims(paired=True)`)."""
     params = dict(params or {})
     if grid == "deep":
         groups = deep_groups(results, params.get("chosen_betas"), deep_epochs(params))
@@ -101,8 +102,10 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
             f"{c.number}={verdict(c.held)}" for c in deep_claims(groups, paired=True)))
         return [paired, exponents, decreasing, _epoch_check_line(results, params)]
     if grid == "alpha_sweep":
-        lines = []
-        for setting, best in best_by_setting(sweep_groups(results)).items():
+        groups = sweep_groups(results)
+        lines = ["paired by seed (a check of the rule, not the verdicts): " + "  ".join(
+            f"{c.number}={verdict(c.held)}" for c in alpha_claims(groups, paired=True))]
+        for setting, best in best_by_setting(groups).items():
             for name, b in best.items():
                 refs = "".join(f"; {label}: {_percent(v)}" for label, v in
                                (("at α* = 1", b.at_one), ("unregularized", b.unregularized)) if v)

@@ -232,3 +232,47 @@ def test_trend_word_names_only_significant_trends():
     assert aa.trend_word(aa.Trend(-0.5, 0.1)) == "falls"
     assert aa.trend_word(aa.Trend(0.5, 0.3)).startswith("shows no trend")
     assert aa.trend_word(aa.Trend(float("nan"), float("nan"))).startswith("shows no trend")
+
+
+def test_paired_trend_fits_one_intercept_per_seed():
+    # seeds shift every target by a lot (±3 points), the trend is small and noisy
+    rng = np.random.default_rng(0)
+    noise = {c.key: rng.normal(0, 0.002) for c in CONFIGS}
+    results = _results(lambda c, a: 0.9 - 0.002 * (a or 0) + noise[c.key], _pgd_like, jitter=0.03)
+    targets = aa.sweep_groups(results)["cnn-mnist"]["slope"]
+    paired = aa.trend(targets, "clean_accuracy", paired=True)
+    alphas, values = aa.target_values(targets, "clean_accuracy")
+    seeds = np.array([r.config.seed for a in alphas for r in targets[a]])
+    x = np.repeat(alphas, [v.size for v in values])
+    y = np.concatenate(values)
+    design = np.column_stack([x] + [(seeds == s).astype(float) for s in np.unique(seeds)])
+    coef, rss, *_ = np.linalg.lstsq(design, y, rcond=None)  # oracle: OLS with seed dummies
+    dof = y.size - design.shape[1]
+    cov = np.linalg.inv(design.T @ design) * rss[0] / dof
+    assert paired.slope == pytest.approx(coef[0]) and paired.standard_error == pytest.approx(
+        math.sqrt(cov[0, 0]))
+    welch = aa.trend(targets, "clean_accuracy")
+    assert welch.slope == pytest.approx(paired.slope)           # balanced design: same slope
+    assert paired.standard_error < welch.standard_error / 3     # the seeds' shifts cancel
+    assert paired.significant and not welch.significant
+    one_seed = {a: runs[:1] for a, runs in targets.items()}
+    assert aa.trend(one_seed, "clean_accuracy", paired=True).standard_error == pytest.approx(
+        aa.trend(one_seed, "clean_accuracy").standard_error)   # one seed: one intercept, as OLS
+
+
+def test_paired_claims_contrast_each_seed_with_itself():
+    # α* in 2–3 beats α* = 1 by 0.4 points in every seed, but seeds differ by ±2 points
+    def acc(c, a):
+        return 0.95 + (0.004 if a is not None and 2 <= a <= 3 else 0.0)
+    groups = aa.sweep_groups(_results(acc, acc, jitter=0.02))
+    welch = aa.dense_best_two_to_three(groups)
+    paired = aa.dense_best_two_to_three(groups, paired=True)
+    assert welch.numbers["c1_shallow_acc_diff"] == pytest.approx(0.4)
+    assert paired.numbers["c1_shallow_acc_diff"] == pytest.approx(0.4)
+    assert paired.numbers["c1_shallow_acc_se"] == pytest.approx(0, abs=1e-9)
+    assert welch.numbers["c1_shallow_acc_se"] > 0.5
+    assert [c.number for c in aa.alpha_claims(groups, paired=True)] == [1, 2, 3, 4]
+    twice = dict(groups["shallow"]["slope"])
+    twice[1.0] = twice[1.0] + twice[1.0][:1]                    # a seed run twice: refused
+    with pytest.raises(ValueError, match="cannot pair"):
+        aa.dense_best_two_to_three({"shallow": {"slope": twice}}, paired=True)
