@@ -25,7 +25,8 @@ from .store import Result
 
 __all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best", "PenaltyPair",
            "PenaltyReading", "Trend", "alpha_claims", "alpha_metric", "attack_grid", "best_by_setting",
-           "best_of", "best_target", "family_of", "last_layer_metric", "penalty_pairs",
+           "best_of", "best_target", "family_of", "followed_up_to", "last_layer_metric",
+           "penalty_pairs",
            "penalty_readings", "read_eps", "reached_targets", "sweep_groups", "target_gaps",
            "target_values", "trend", "trend_word"]
 
@@ -114,6 +115,19 @@ def reached_targets(targets: Targets, tolerance: float = REACH_TOLERANCE,
     return [a for a, gap in target_gaps(targets, fit).items() if gap <= tolerance]
 
 
+def followed_up_to(targets: Targets, tolerance: float = REACH_TOLERANCE,
+                   fit: str = "alpha_gerum") -> float | None:
+    """Where the penalty stops following its target: the largest α* such that it and every
+    smaller target are reached (`reached_targets`); None when the smallest is missed."""
+    reached = set(reached_targets(targets, tolerance, fit))
+    last = None
+    for a in sorted(a for a in targets if a is not None):
+        if a not in reached:
+            break
+        last = a
+    return last
+
+
 def target_values(targets: Targets, metric: str) -> tuple[np.ndarray, list[np.ndarray]]:
     """The regularized α* (increasing) and, for each, the per-seed values of `metric`."""
     alphas = [a for a in targets if a is not None]
@@ -133,7 +147,8 @@ def attack_grid(targets: Targets, attack: str, max_eps: float | None = None) -> 
     """Mean accuracy under `attack` ("fgsm" or "pgd") for every target of `targets` and every
     ε the runs were attacked at (`RunConfig.fgsm_eps` / `pgd_eps`), up to `max_eps`.
 
-    Every run of `targets` must share one ε grid; a target whose runs lack an ε gets NaN.
+    Every run of `targets` must share one ε grid; a cell is NaN when any run of its target
+    lacks that ε (a mean over fewer seeds would not be comparable with its neighbours).
     """
     if attack not in ("fgsm", "pgd"):
         raise ValueError(f"attack must be 'fgsm' or 'pgd', got {attack!r}")
@@ -171,7 +186,9 @@ class Trend:
 
 def trend_word(t: Trend) -> str:
     """A trend in words: "rises" / "falls" when its slope exceeds two standard errors,
-    else "shows no trend beyond two standard errors" (also without an error estimate)."""
+    else "shows no trend beyond two standard errors"; "–" without an error estimate."""
+    if math.isnan(t.standard_error):
+        return "–"
     if not t.significant:
         return "shows no trend beyond two standard errors"
     return "rises" if t.slope > 0 else "falls"
@@ -325,14 +342,18 @@ def _seed_values(runs: Sequence[Result], metric: str) -> dict[int, float]:
 def _range_against_one(targets: Targets, in_range: Sequence[float], metric: str,
                        paired: bool) -> Comparison:
     """The targets of `in_range` against α* = 1: their runs pooled (Welch), or ``paired``,
-    per seed the mean over the range against the same seed's run at α* = 1."""
+    per seed the mean over the range against the same seed's run at α* = 1. A paired
+    reading needs two seeds run at every one of these targets; with fewer it is NaN (not
+    tested)."""
     if not paired:
         pooled = np.concatenate([metric_values(targets[a], metric) for a in in_range])
         return compare(pooled, metric_values(targets[1.0], metric))
-    per_target = [_seed_values(targets[a], metric) for a in in_range]
+    per_target = [_seed_values(targets[a], metric) for a in [*in_range, 1.0]]
     seeds = set.intersection(*(set(v) for v in per_target))     # seeds run at every target
-    range_mean = {seed: float(np.mean([v[seed] for v in per_target])) for seed in seeds}
-    return compare_paired(range_mean, _seed_values(targets[1.0], metric))
+    if len(seeds) < 2:
+        return Comparison(NAN, NAN, False)
+    range_mean = {seed: float(np.mean([v[seed] for v in per_target[:-1]])) for seed in seeds}
+    return compare_paired(range_mean, per_target[-1])
 
 
 def dense_best_two_to_three(groups: SweepGroups, paired: bool = False) -> Claim:
@@ -363,8 +384,10 @@ def dense_best_two_to_three(groups: SweepGroups, paired: bool = False) -> Claim:
             c = _range_against_one(targets, in_range, metric, paired)
             numbers.update({f"{key}_best": best, f"{key}_diff": 100 * c.difference,
                             f"{key}_se": 100 * c.standard_error})
-            part = lo <= best <= hi and c.held
-            held = False if not part else held
+            if not lo <= best <= hi or (not math.isnan(c.difference) and not c.held):
+                held = False
+            elif math.isnan(c.difference):                # paired, too few common seeds
+                held = None if held is not False else False
     return Claim(1, text, held, numbers)
 
 
@@ -386,8 +409,10 @@ def _trend_claim(number: int, text: str, setting: str, accuracy_sign: int,
                                               **_trend_numbers(f"{key}_pgd", Trend(NAN, NAN))})
         acc = trend(targets, "clean_accuracy", paired)
         pgd = trend(targets, metric_name("pgd", read_eps(setting)), paired)
-        held = (acc.significant and acc.slope * accuracy_sign > 0
-                and pgd.significant and pgd.slope * robustness_sign > 0)
+        held: bool | None = (acc.significant and acc.slope * accuracy_sign > 0
+                             and pgd.significant and pgd.slope * robustness_sign > 0)
+        if not held and (math.isnan(acc.standard_error) or math.isnan(pgd.standard_error)):
+            held = None                                  # a trend without an estimate: not tested
         return Claim(number, text, held, {**_trend_numbers(f"{key}_acc", acc),
                                           **_trend_numbers(f"{key}_pgd", pgd)})
 

@@ -6,7 +6,7 @@ Groups are `analysis.group_by_method` dictionaries: display label -> results of 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from .store import Result
 if TYPE_CHECKING:
     from .alpha_analysis import Best, PenaltyPair
     from .audits import AuditRecord
-    from .claims import AuditVerdict, PairedReading
+    from .claims import AuditVerdict, Claim, PairedReading
 
 Groups = dict[str, list[Result]]
 
@@ -125,6 +125,32 @@ def paired_table(readings: Sequence["PairedReading"], arch_labels: dict[str, str
              cell(r.welch), cell(r.paired), str(r.n_pairs)] for r in readings]
     return markdown(["claim", "network", "difference", "curve", "seeds independent (Welch)",
                      "paired by seed", "pairs"], rows)
+
+
+def paired_numbers_table(claims: Sequence["Claim"], paired: Sequence["Claim"],
+                         label: Callable[[str], str]) -> str:
+    """The numbers behind claims read two ways (the rule's `claims` and the same claims
+    ``paired`` by seed): one row per estimate with a standard error, i.e. every pair of
+    numbers ``<name>_diff`` / ``<name>_slope`` and ``<name>_se`` (points), labelled
+    ``label(name)``; "–" where not measured, bold beyond two standard errors."""
+    by_number = {c.number: c for c in paired}
+
+    def cell(numbers: dict, name: str, kind: str) -> str:
+        value, se = numbers.get(f"{name}_{kind}", np.nan), numbers.get(f"{name}_se", np.nan)
+        if np.isnan(value) or np.isnan(se):
+            return "–"
+        text = f"{value:+.2f} ± {se:.2f}"
+        return f"**{text}**" if abs(value) > 2 * se > 0 else text
+
+    rows = []
+    for c in claims:
+        for key in c.numbers:
+            name, _, kind = key.rpartition("_")
+            if kind in ("diff", "slope") and f"{name}_se" in c.numbers:
+                rows.append([str(c.number), label(name), cell(c.numbers, name, kind),
+                             cell(by_number[c.number].numbers, name, kind)])
+    return markdown(["claim", "estimate (points)", "seeds independent (Welch)", "paired by seed"],
+                    rows)
 
 
 def settings_table(rows: Sequence[tuple[str, str, str, str]]) -> str:

@@ -231,7 +231,7 @@ def test_trend_word_names_only_significant_trends():
     assert aa.trend_word(aa.Trend(0.5, 0.1)) == "rises"
     assert aa.trend_word(aa.Trend(-0.5, 0.1)) == "falls"
     assert aa.trend_word(aa.Trend(0.5, 0.3)).startswith("shows no trend")
-    assert aa.trend_word(aa.Trend(float("nan"), float("nan"))).startswith("shows no trend")
+    assert aa.trend_word(aa.Trend(float("nan"), float("nan"))) == "–"     # no estimate yet
 
 
 def test_paired_trend_fits_one_intercept_per_seed():
@@ -271,8 +271,43 @@ def test_paired_claims_contrast_each_seed_with_itself():
     assert paired.numbers["c1_shallow_acc_diff"] == pytest.approx(0.4)
     assert paired.numbers["c1_shallow_acc_se"] == pytest.approx(0, abs=1e-9)
     assert welch.numbers["c1_shallow_acc_se"] > 0.5
+    assert welch.held is False and paired.held is True             # the seeds' spread cancels
     assert [c.number for c in aa.alpha_claims(groups, paired=True)] == [1, 2, 3, 4]
     twice = dict(groups["shallow"]["slope"])
     twice[1.0] = twice[1.0] + twice[1.0][:1]                    # a seed run twice: refused
     with pytest.raises(ValueError, match="cannot pair"):
         aa.dense_best_two_to_three({"shallow": {"slope": twice}}, paired=True)
+
+
+def test_followed_up_to_is_the_last_target_before_the_first_miss():
+    stalls = aa.sweep_groups(_results(_paper_like, _pgd_like, alpha_hat=lambda a: min(a, 3.0)))
+    assert aa.followed_up_to(stalls["deep"]["slope"]) == 3.0        # 3.5 misses by 0.5
+    gap_in_middle = aa.sweep_groups(_results(_paper_like, _pgd_like,
+                                             alpha_hat=lambda a: a + (1 if a == 1.5 else 0)))
+    assert aa.followed_up_to(gap_in_middle["deep"]["slope"]) == 1.0  # later hits do not count
+    never = aa.sweep_groups(_results(_paper_like, _pgd_like, alpha_hat=lambda a: a + 1))
+    assert aa.followed_up_to(never["deep"]["slope"]) is None
+
+
+def test_paired_readings_are_not_tested_without_two_seeds_run_at_every_target():
+    groups = aa.sweep_groups(_results(_paper_like, _pgd_like))
+    shallow = groups["shallow"]["slope"]
+    for a, seed in ((2.0, 0), (2.5, 1), (3.0, 1)):         # no seed ran all of 2, 2.5, 3
+        shallow[a] = [r for r in shallow[a] if r.config.seed == seed]
+    welch = aa.dense_best_two_to_three(groups)
+    paired = aa.dense_best_two_to_three(groups, paired=True)
+    assert welch.held is True
+    assert paired.held is None and math.isnan(paired.numbers["c1_shallow_acc_diff"])
+    assert paired.numbers["c1_shallow_acc_best"] == 2.5      # the best target is still read
+    full = aa.sweep_groups(_results(_paper_like, _pgd_like))["shallow"]["slope"]
+    for a in (2.0, 2.5, 3.0):                                # one common seed: still not tested
+        shallow[a] = [r for r in full[a] if r.config.seed == 0]
+    assert aa.dense_best_two_to_three(groups, paired=True).held is None
+    cnn = groups["cnn-mnist"]["slope"]                       # 2 seeds: a paired trend needs 4+ points
+    for a in list(cnn):
+        if a is not None and a > 1.0:
+            del cnn[a]
+    cnn[1.0] = cnn[1.0][:1]                                  # α* 0.5 (2 seeds), 1 (1 seed)
+    assert aa.trend(cnn, "clean_accuracy").standard_error >= 0
+    assert math.isnan(aa.trend(cnn, "clean_accuracy", paired=True).standard_error)
+    assert aa.cnn_mnist_prefers_low_alpha(groups, paired=True).held is None   # not "not reproduced"

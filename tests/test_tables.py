@@ -174,6 +174,21 @@ def test_penalty_table_pairs_the_two_penalties_and_marks_significant_differences
     assert lines[3] == "| 1 | 90.5 | 95.5 + | 1.05 | 0.55 − |"
 
 
+def test_paired_numbers_table_lists_every_estimate_with_its_error_both_ways():
+    from powerlaw_lib.claims import Claim
+
+    nan = float("nan")
+    rule = [Claim(1, "a", True, {"c1_x_best": 2.5, "c1_x_diff": 0.35, "c1_x_se": 0.3}),
+            Claim(2, "b", None, {"c2_acc_slope": nan, "c2_acc_se": nan}),
+            Claim(4, "c", True, {"c4_x": 1.9})]                     # no estimate: no row
+    paired = [Claim(1, "a", True, {"c1_x_best": 2.5, "c1_x_diff": 0.35, "c1_x_se": 0.1}),
+              Claim(2, "b", None, {"c2_acc_slope": -1.0, "c2_acc_se": 0.2}),
+              Claim(4, "c", True, {"c4_x": 1.9})]
+    text = tables.paired_numbers_table(rule, paired, str.upper)
+    assert text.splitlines()[2:] == ["| 1 | C1_X | +0.35 ± 0.30 | **+0.35 ± 0.10** |",
+                                     "| 2 | C2_ACC | – | **-1.00 ± 0.20** |"]
+
+
 def test_paired_table_shows_both_readings_and_bolds_the_significant_ones():
     from powerlaw_lib.analysis import Comparison
     from powerlaw_lib.claims import PairedReading
