@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-from .alpha_analysis import alpha_claims, best_by_setting, sweep_groups
+from .alpha_analysis import alpha_claims, best_by_setting, penalty_readings, sweep_groups
 from .claims import (Claim, decreasing_alpha_effect, deep_claims,
                      regularized_layer_exponents, verdict)
 from .grids import deep_epoch_check, deep_epochs, deep_groups
@@ -87,7 +87,8 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
     against all-layer α = 1 (Nassar et al.'s future work) and its epoch check (last-layer
     SpecReg trained longer, `grids.deep_epoch_check`); the α sweep's best target per
     setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd),
-    after its verdicts with the seeds paired (`alpha_analysis.alpha_claims(paired=True)`)."""
+    after its verdicts with the seeds paired (`alpha_analysis.alpha_claims(paired=True)`),
+    and each penalty's reading of the shallow network (`alpha_analysis.penalty_readings`)."""
     params = dict(params or {})
     if grid == "deep":
         groups = deep_groups(results, params.get("chosen_betas"), deep_epochs(params))
@@ -111,5 +112,11 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
                                (("at α* = 1", b.at_one), ("unregularized", b.unregularized)) if v)
                 lines.append(f"best α* for {name} in {setting}: {b.target:g} "
                              f"({_percent(b.value)}{refs})")
+        for family, r in penalty_readings(groups).items():
+            reached = ", ".join(f"{a:g}" for a in r.reached) or "none"
+            lines.append(f"shallow, {family} penalty: best α* for acc {r.best_accuracy.target:g}, "
+                         f"for pgd {r.best_pgd.target:g}; pgd trend "
+                         f"{100 * r.pgd_trend.slope:+.2f} ± {100 * r.pgd_trend.standard_error:.2f} "
+                         f"points per unit α*; reached {reached} (largest miss {r.largest_gap:.2f})")
         return lines
     return []

@@ -93,12 +93,15 @@ def test_alpha_sweep_claims_and_best_targets_on_a_complete_grid():
     assert [c.held for c in claims] == [True, True, True, True]
     assert claims == aa.alpha_claims(aa.sweep_groups(results))    # the chapter's judgement
     lines = verdicts.extra_lines("alpha_sweep", results)
-    assert len(lines) == 1 + 2 * len(grids.ALPHA_SETTINGS)          # paired; accuracy and PGD
+    assert len(lines) == 1 + 2 * len(grids.ALPHA_SETTINGS) + 2      # paired; acc, PGD; penalties
     assert lines[0] == ("paired by seed (a check of the rule, not the verdicts): 1=reproduced  "
                         "2=reproduced  3=reproduced  4=reproduced")
     assert lines[1].startswith("best α* for acc in shallow: 2.5 (97.00 ± 0.20 % (3 seeds); "
                                "at α* = 1: 94.75 ± 0.20 % (3 seeds); unregularized: ")
     assert any(l.startswith("best α* for pgd in cnn-cifar10: 5 (") for l in lines)
+    assert lines[-2].startswith("shallow, slope penalty: best α* for acc 2.5, for pgd 2.5; pgd trend ")
+    assert lines[-1].startswith("shallow, eq2 penalty: best α* for acc 2.5, for pgd 2.5; ")
+    assert lines[-1].endswith("reached 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5 (largest miss 0.00)")
 
 
 def test_claim_lines_show_untested_numbers_as_a_dash():
