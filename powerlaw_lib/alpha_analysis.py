@@ -25,7 +25,7 @@ from .store import Result
 
 __all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best", "PenaltyPair",
            "PenaltyReading", "Trend", "alpha_claims", "alpha_metric", "attack_grid", "best_by_setting",
-           "best_of", "best_target", "family_of", "followed_up_to", "last_layer_metric",
+           "best_of", "best_target", "family_of", "followed_up_to", "gains_over_unregularized", "last_layer_metric",
            "penalty_pairs",
            "penalty_readings", "read_eps", "reached_targets", "sweep_groups", "target_gaps",
            "target_values", "trend", "trend_word"]
@@ -169,6 +169,17 @@ def attack_grid(targets: Targets, attack: str, max_eps: float | None = None) -> 
 
     acc = np.array([[mean(targets[k], e) for e in eps] for k in keys]).reshape(len(keys), eps.size)
     return AttackGrid(keys, eps, acc)
+
+
+def gains_over_unregularized(targets: Targets, metric: str) -> dict[float, Comparison]:
+    """For every regularized α* of `targets`: its `metric` minus the unregularized network's
+    (`analysis.compare`, Welch over seeds). Empty without an unregularized twin."""
+    plain = targets.get(None)
+    if not plain:
+        return {}
+    base = metric_values(plain, metric)
+    return {a: compare(metric_values(runs, metric), base)
+            for a, runs in targets.items() if a is not None and runs}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from .store import Result
 
 if TYPE_CHECKING:
     from .alpha_analysis import Best, PenaltyPair
+    from .analysis import Comparison
     from .audits import AuditRecord
     from .claims import AuditVerdict, Claim, PairedReading
 
@@ -288,6 +289,29 @@ def best_alpha_table(best: dict[str, dict[str, "Best"]], titles: dict[str, str],
             for setting, by_metric in best.items() for metric, b in by_metric.items()]
     return markdown(["setting", "metric", "best α*", "there (%)", "at α* = 1 (%)",
                      "unregularized (%)"], rows)
+
+
+def gains_table(gains: dict[str, dict[str, dict[float, "Comparison"]]], titles: dict[str, str],
+                metric_labels: dict[str, str]) -> str:
+    """The penalized networks against the unregularized one
+    (`alpha_analysis.gains_over_unregularized`): per setting and metric
+    (``gains[setting][metric][α*]``), the range of the difference over α* in points, and the
+    targets above and below the unregularized network by more than two standard errors."""
+    def targets(by_target: dict, sign: int) -> str:
+        return ", ".join(f"{a:g}" for a, c in by_target.items()
+                         if c.significant and c.difference * sign > 0) or "none"
+
+    rows = []
+    for setting, by_metric in gains.items():
+        for metric, by_target in by_metric.items():
+            if not by_target:
+                continue
+            d = [100 * c.difference for c in by_target.values()]
+            rows.append([titles.get(setting, setting), metric_labels.get(metric, metric),
+                         f"{min(d):+.2f} … {max(d):+.2f}", targets(by_target, +1),
+                         targets(by_target, -1)])
+    return markdown(["setting", "metric", "penalized − unregularized (points, over α*)",
+                     "α* above", "α* below"], rows)
 
 
 def penalty_table(pairs: Sequence["PenaltyPair"], columns: dict[str, tuple[str, float, str]]) -> str:

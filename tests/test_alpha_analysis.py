@@ -311,3 +311,14 @@ def test_paired_readings_are_not_tested_without_two_seeds_run_at_every_target():
     assert aa.trend(cnn, "clean_accuracy").standard_error >= 0
     assert math.isnan(aa.trend(cnn, "clean_accuracy", paired=True).standard_error)
     assert aa.cnn_mnist_prefers_low_alpha(groups, paired=True).held is None   # not "not reproduced"
+
+
+def test_gains_over_unregularized_compare_every_target_with_the_twin():
+    groups = aa.sweep_groups(_results(_paper_like, _pgd_like))
+    gains = aa.gains_over_unregularized(groups["shallow"]["slope"], "clean_accuracy")
+    assert list(gains) == list(grids.ALPHA_TARGETS)
+    plain = 0.97 - 0.01 * (1.7 - 2.5) ** 2                    # the twin reads α* = 1.7
+    assert gains[2.5].difference == pytest.approx(0.97 - plain)
+    assert gains[2.5].held and gains[0.5].difference < 0
+    no_twin = {a: runs for a, runs in groups["shallow"]["slope"].items() if a is not None}
+    assert aa.gains_over_unregularized(no_twin, "clean_accuracy") == {}

@@ -189,6 +189,17 @@ def test_paired_numbers_table_lists_every_estimate_with_its_error_both_ways():
                                      "| 2 | C2_ACC | – | **-1.00 ± 0.20** |"]
 
 
+def test_gains_table_gives_the_range_and_the_targets_beyond_two_standard_errors():
+    from powerlaw_lib.analysis import Comparison
+
+    gains = {"shallow": {"clean_accuracy": {1.0: Comparison(-0.02, 0.001, False),
+                                            3.0: Comparison(0.001, 0.002, False),
+                                            5.0: Comparison(0.01, 0.001, True)},
+                         "pgd": {}}}                             # no twin: no row
+    text = tables.gains_table(gains, {"shallow": "dense"}, {"clean_accuracy": "accuracy"})
+    assert text.splitlines()[2:] == ["| dense | accuracy | -2.00 … +1.00 | 5 | 1 |"]
+
+
 def test_paired_table_shows_both_readings_and_bolds_the_significant_ones():
     from powerlaw_lib.analysis import Comparison
     from powerlaw_lib.claims import PairedReading
