@@ -24,9 +24,9 @@ from .grids import ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
 __all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best", "PenaltyPair",
-           "PenaltyReading", "Trend", "alpha_claims", "alpha_metric", "attack_grid", "best_by_setting",
-           "best_of", "best_target", "family_of", "followed_up_to", "gains_over_unregularized", "last_layer_metric",
-           "penalty_pairs",
+           "PenaltyReading", "Trend", "alpha_claims", "alpha_metric", "attack_grid",
+           "best_by_setting", "best_of", "best_target", "compare_seeds", "family_of",
+           "followed_up_to", "gains_over_unregularized", "last_layer_metric", "penalty_pairs",
            "penalty_readings", "read_eps", "reached_targets", "sweep_groups", "target_gaps",
            "target_values", "trend", "trend_word"]
 
@@ -116,12 +116,15 @@ def reached_targets(targets: Targets, tolerance: float = REACH_TOLERANCE,
 
 
 def followed_up_to(targets: Targets, tolerance: float = REACH_TOLERANCE,
-                   fit: str = "alpha_gerum") -> float | None:
+                   fit: str = "alpha_gerum", expected: Sequence[float] | None = None
+                   ) -> float | None:
     """Where the penalty stops following its target: the largest α* such that it and every
-    smaller target are reached (`reached_targets`); None when the smallest is missed."""
+    smaller target are reached (`reached_targets`); None when the smallest is missed.
+    With `expected` (the grid's targets) the walk also stops at the first target not run,
+    so that a missing target is never counted as followed."""
     reached = set(reached_targets(targets, tolerance, fit))
     last = None
-    for a in sorted(a for a in targets if a is not None):
+    for a in sorted(expected if expected is not None else (a for a in targets if a is not None)):
         if a not in reached:
             break
         last = a
@@ -171,14 +174,24 @@ def attack_grid(targets: Targets, attack: str, max_eps: float | None = None) -> 
     return AttackGrid(keys, eps, acc)
 
 
+def compare_seeds(a: np.ndarray, b: np.ndarray) -> Comparison:
+    """`analysis.compare` (Welch, mean(a) − mean(b)) when both sides have at least two seeds;
+    otherwise the difference with a NaN standard error, never significant: a side of one
+    seed has no spread, and the other side's alone would understate the error."""
+    if a.size < 2 or b.size < 2:
+        return Comparison(float(a.mean() - b.mean()), NAN, False)
+    return compare(a, b)
+
+
 def gains_over_unregularized(targets: Targets, metric: str) -> dict[float, Comparison]:
     """For every regularized α* of `targets`: its `metric` minus the unregularized network's
-    (`analysis.compare`, Welch over seeds). Empty without an unregularized twin."""
+    (`compare_seeds`: Welch over seeds, untested with fewer than two seeds on a side).
+    Empty without an unregularized twin."""
     plain = targets.get(None)
     if not plain:
         return {}
     base = metric_values(plain, metric)
-    return {a: compare(metric_values(runs, metric), base)
+    return {a: compare_seeds(metric_values(runs, metric), base)
             for a, runs in targets.items() if a is not None and runs}
 
 
@@ -312,7 +325,7 @@ def penalty_readings(groups: SweepGroups, setting: str = "shallow") -> dict[str,
 @dataclass(frozen=True)
 class PenaltyPair:
     """One metric at one target under both penalties: mean ± sd over seeds of each, and
-    eq. 2 minus slope penalty (Welch, `analysis.compare`). Target None: the unregularized
+    eq. 2 minus slope penalty (Welch, `compare_seeds`). Target None: the unregularized
     networks at the two families' batch sizes, i.e. what the batch size alone changes."""
 
     target: float | None
@@ -333,7 +346,7 @@ def penalty_pairs(groups: SweepGroups, metrics: Sequence[str],
         return []
     shared = [a for a in slope if a in eq2 and slope[a] and eq2[a]]   # None first, as grouped
     return [PenaltyPair(a, m, summarize(metric_values(slope[a], m)), summarize(metric_values(eq2[a], m)),
-                        compare(metric_values(eq2[a], m), metric_values(slope[a], m)))
+                        compare_seeds(metric_values(eq2[a], m), metric_values(slope[a], m)))
             for a in shared for m in metrics]
 
 
@@ -358,7 +371,7 @@ def _range_against_one(targets: Targets, in_range: Sequence[float], metric: str,
     tested)."""
     if not paired:
         pooled = np.concatenate([metric_values(targets[a], metric) for a in in_range])
-        return compare(pooled, metric_values(targets[1.0], metric))
+        return compare_seeds(pooled, metric_values(targets[1.0], metric))
     per_target = [_seed_values(targets[a], metric) for a in [*in_range, 1.0]]
     seeds = set.intersection(*(set(v) for v in per_target))     # seeds run at every target
     if len(seeds) < 2:
@@ -395,9 +408,10 @@ def dense_best_two_to_three(groups: SweepGroups, paired: bool = False) -> Claim:
             c = _range_against_one(targets, in_range, metric, paired)
             numbers.update({f"{key}_best": best, f"{key}_diff": 100 * c.difference,
                             f"{key}_se": 100 * c.standard_error})
-            if not lo <= best <= hi or (not math.isnan(c.difference) and not c.held):
+            untested = math.isnan(c.standard_error)      # too few seeds for an error estimate
+            if not lo <= best <= hi or (not untested and not c.held):
                 held = False
-            elif math.isnan(c.difference):                # paired, too few common seeds
+            elif untested:
                 held = None if held is not False else False
     return Claim(1, text, held, numbers)
 

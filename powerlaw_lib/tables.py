@@ -295,11 +295,14 @@ def gains_table(gains: dict[str, dict[str, dict[float, "Comparison"]]], titles: 
                 metric_labels: dict[str, str]) -> str:
     """The penalized networks against the unregularized one
     (`alpha_analysis.gains_over_unregularized`): per setting and metric
-    (``gains[setting][metric][α*]``), the range of the difference over α* in points, and the
-    targets above and below the unregularized network by more than two standard errors."""
-    def targets(by_target: dict, sign: int) -> str:
-        return ", ".join(f"{a:g}" for a, c in by_target.items()
-                         if c.significant and c.difference * sign > 0) or "none"
+    (``gains[setting][metric][α*]``), the range of the difference over α* in points, the
+    targets above and below the unregularized network by more than two standard errors, and
+    those without an error estimate (NaN standard error: fewer than two seeds on a side)."""
+    def listed(by_target: dict, keep) -> str:
+        return ", ".join(f"{a:g}" for a, c in by_target.items() if keep(c)) or "none"
+
+    def tested(c) -> bool:
+        return not np.isnan(c.standard_error)
 
     rows = []
     for setting, by_metric in gains.items():
@@ -307,11 +310,15 @@ def gains_table(gains: dict[str, dict[str, dict[float, "Comparison"]]], titles: 
             if not by_target:
                 continue
             d = [100 * c.difference for c in by_target.values()]
+            any_tested = any(tested(c) for c in by_target.values())
+            above = listed(by_target, lambda c: c.significant and c.difference > 0)
+            below = listed(by_target, lambda c: c.significant and c.difference < 0)
             rows.append([titles.get(setting, setting), metric_labels.get(metric, metric),
-                         f"{min(d):+.2f} … {max(d):+.2f}", targets(by_target, +1),
-                         targets(by_target, -1)])
-    return markdown(["setting", "metric", "penalized − unregularized (points, over α*)",
-                     "α* above", "α* below"], rows)
+                         f"{min(d):+.2f} … {max(d):+.2f}", above if any_tested else "–",
+                         below if any_tested else "–",
+                         listed(by_target, lambda c: not tested(c))])
+    return markdown(["setting", "metric", "slope-penalized − unregularized (points, over α*)",
+                     "α* above", "α* below", "α* untested"], rows)
 
 
 def penalty_table(pairs: Sequence["PenaltyPair"], columns: dict[str, tuple[str, float, str]]) -> str:

@@ -19,7 +19,7 @@ from .claims import (Claim, decreasing_alpha_effect, deep_claims,
 from .grids import deep_epoch_check, deep_epochs, deep_groups
 from .store import Result
 
-__all__ = ["CHAPTER_CLAIMS", "chapter_claims", "claim_lines", "extra_lines"]
+__all__ = ["CHAPTER_CLAIMS", "PENALTY_NAMES", "chapter_claims", "claim_lines", "extra_lines"]
 
 
 def _deep(results: Sequence[Result], params: dict) -> list[Claim]:
@@ -29,6 +29,9 @@ def _deep(results: Sequence[Result], params: dict) -> list[Claim]:
 def _alpha_sweep(results: Sequence[Result], params: dict) -> list[Claim]:
     return alpha_claims(sweep_groups(results))
 
+
+#: The α sweep's penalty families as the chapter names them.
+PENALTY_NAMES = {"slope": "slope penalty", "eq2": "eq. 2 penalty"}
 
 #: Chapters whose claims are judged by library functions: grid name -> f(results, grid
 #: parameters) -> claims, in the chapter's order.
@@ -114,9 +117,11 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
                              f"({_percent(b.value)}{refs})")
         for family, r in penalty_readings(groups).items():
             reached = ", ".join(f"{a:g}" for a in r.reached) or "none"
-            lines.append(f"shallow, {family} penalty: best α* for acc {r.best_accuracy.target:g}, "
-                         f"for pgd {r.best_pgd.target:g}; pgd trend "
-                         f"{100 * r.pgd_trend.slope:+.2f} ± {100 * r.pgd_trend.standard_error:.2f} "
-                         f"points per unit α*; reached {reached} (largest miss {r.largest_gap:.2f})")
+            lines.append(f"shallow, {PENALTY_NAMES[family]}: best α* for acc "
+                         f"{r.best_accuracy.target:g} ({_percent(r.best_accuracy.value)}), for pgd "
+                         f"{r.best_pgd.target:g} ({_percent(r.best_pgd.value)}); pgd trend "
+                         f"{_number(100 * r.pgd_trend.slope)} ± "
+                         f"{_number(100 * r.pgd_trend.standard_error)} points per unit α*; "
+                         f"reached {reached} (largest miss {r.largest_gap:.2f})")
         return lines
     return []

@@ -322,3 +322,27 @@ def test_gains_over_unregularized_compare_every_target_with_the_twin():
     assert gains[2.5].held and gains[0.5].difference < 0
     no_twin = {a: runs for a, runs in groups["shallow"]["slope"].items() if a is not None}
     assert aa.gains_over_unregularized(no_twin, "clean_accuracy") == {}
+
+
+def test_comparisons_with_a_single_seed_on_either_side_are_untested():
+    one, three = np.array([0.9]), np.array([0.8, 0.81, 0.79])
+    c = aa.compare_seeds(one, three)
+    assert c.difference == pytest.approx(0.1) and math.isnan(c.standard_error)
+    assert not c.significant and not c.held
+    assert aa.compare_seeds(three, np.array([0.5, 0.5])).significant
+    groups = aa.sweep_groups(_results(_paper_like, _pgd_like))
+    shallow = groups["shallow"]["slope"]
+    shallow[5.0] = shallow[5.0][:1]
+    gains = aa.gains_over_unregularized(shallow, "clean_accuracy")
+    assert math.isnan(gains[5.0].standard_error) and not math.isnan(gains[4.0].standard_error)
+    shallow[1.0] = shallow[1.0][:1]                          # claim 1 against one seed at α* = 1
+    c1 = aa.dense_best_two_to_three(groups)
+    assert c1.held is None and math.isnan(c1.numbers["c1_shallow_acc_se"])
+
+
+def test_followed_up_to_stops_at_a_target_the_grid_has_not_run():
+    groups = aa.sweep_groups(_results(_paper_like, _pgd_like))
+    deep = groups["deep"]["slope"]
+    del deep[1.5]
+    assert aa.followed_up_to(deep) == 5.0                          # stored targets only
+    assert aa.followed_up_to(deep, expected=grids.ALPHA_TARGETS) == 1.0

@@ -192,12 +192,16 @@ def test_paired_numbers_table_lists_every_estimate_with_its_error_both_ways():
 def test_gains_table_gives_the_range_and_the_targets_beyond_two_standard_errors():
     from powerlaw_lib.analysis import Comparison
 
+    nan = float("nan")
     gains = {"shallow": {"clean_accuracy": {1.0: Comparison(-0.02, 0.001, False),
                                             3.0: Comparison(0.001, 0.002, False),
+                                            4.0: Comparison(0.05, nan, False),   # one seed
                                             5.0: Comparison(0.01, 0.001, True)},
-                         "pgd": {}}}                             # no twin: no row
+                         "pgd": {}},                             # no twin: no row
+             "deep": {"clean_accuracy": {1.0: Comparison(-0.03, nan, False)}}}
     text = tables.gains_table(gains, {"shallow": "dense"}, {"clean_accuracy": "accuracy"})
-    assert text.splitlines()[2:] == ["| dense | accuracy | -2.00 … +1.00 | 5 | 1 |"]
+    assert text.splitlines()[2:] == ["| dense | accuracy | -2.00 … +5.00 | 5 | 1 | 4 |",
+                                     "| deep | accuracy | -3.00 … -3.00 | – | – | 1 |"]
 
 
 def test_paired_table_shows_both_readings_and_bolds_the_significant_ones():
