@@ -17,7 +17,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .analysis import Comparison, Summary, compare, compare_paired, metric_values, summarize
+from .analysis import (Comparison, Summary, compare, compare_paired, metric_values, summarize,
+                       values_by_seed)
 from .claims import Claim
 from .evaluation import metric_name
 from .grids import ALPHA_SETTINGS, alpha_setting
@@ -355,14 +356,6 @@ def _slope_family(groups: SweepGroups, setting: str) -> Targets | None:
     return targets if targets and any(a is not None for a in targets) else None
 
 
-def _seed_values(runs: Sequence[Result], metric: str) -> dict[int, float]:
-    """{seed: value of `metric`} of the runs of one target; two runs of one seed refused."""
-    seeds = [r.config.seed for r in runs]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"two runs of one seed, cannot pair: seeds {seeds}")
-    return dict(zip(seeds, map(float, metric_values(runs, metric))))
-
-
 def _range_against_one(targets: Targets, in_range: Sequence[float], metric: str,
                        paired: bool) -> Comparison:
     """The targets of `in_range` against α* = 1: their runs pooled (Welch), or ``paired``,
@@ -372,7 +365,8 @@ def _range_against_one(targets: Targets, in_range: Sequence[float], metric: str,
     if not paired:
         pooled = np.concatenate([metric_values(targets[a], metric) for a in in_range])
         return compare_seeds(pooled, metric_values(targets[1.0], metric))
-    per_target = [_seed_values(targets[a], metric) for a in [*in_range, 1.0]]
+    per_target = [values_by_seed(targets[a], metric_values(targets[a], metric), f"α* = {a:g}")
+                  for a in [*in_range, 1.0]]
     seeds = set.intersection(*(set(v) for v in per_target))     # seeds run at every target
     if len(seeds) < 2:
         return Comparison(NAN, NAN, False)

@@ -168,6 +168,15 @@ def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
     return Comparison(diff, se, bool(diff > 2 * se) if se > 0 else bool(diff > 0))
 
 
+def values_by_seed(runs: Sequence[Result], values: Sequence[float], what: str = "") -> dict[int, float]:
+    """{seed: value} for ``values[i]`` of ``runs[i]``, for `compare_paired`; two runs of one
+    seed are refused (``what`` names them in the error)."""
+    seeds = [r.config.seed for r in runs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{what + ': ' if what else ''}two runs of one seed, cannot pair: {seeds}")
+    return dict(zip(seeds, map(float, values)))
+
+
 def compare_paired(a: Mapping[int, float], b: Mapping[int, float]) -> Comparison:
     """Is ``a`` above ``b`` by more than two standard errors, seed by seed?
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
-from .analysis import Comparison, compare, compare_paired, metric_values, seed_curve_means
+from .analysis import (Comparison, compare, compare_paired, metric_values, seed_curve_means,
+                       values_by_seed)
 from .store import Result
 
 if TYPE_CHECKING:
@@ -69,10 +70,7 @@ def difference(groups: Groups, arch: str, variant: str, minus: str, curve: str =
 def _seed_areas(groups: Groups, arch: str, variant: str, curve: str) -> dict[int, float]:
     """{seed: accuracy averaged over the grid of ``curve``} of one variant."""
     runs = groups[arch][variant]
-    seeds = [r.config.seed for r in runs]
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"{arch} {variant}: two runs of one seed, cannot pair: {seeds}")
-    return dict(zip(seeds, map(float, seed_curve_means(runs, curve))))
+    return values_by_seed(runs, seed_curve_means(runs, curve), f"{arch} {variant}")
 
 
 def layer_alpha(groups: Groups, arch: str, variant: str, layer: int) -> float:
