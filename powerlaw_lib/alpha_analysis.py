@@ -262,12 +262,20 @@ def best_target(targets: Targets, metric: str) -> float:
 class Best:
     """The best regularized α* of one setting for one metric: the target, its value (mean ±
     sd over seeds), and for reference the value at α* = 1 and the unregularized network's
-    (None where not run)."""
+    (None where not run).
+
+    ``tied``: the regularized targets, the best among them, whose mean is not below the
+    best's by more than two standard errors (`compare_seeds`; a target with fewer than two
+    seeds on either side cannot be told apart, so it counts as tied). ``at_edge``: the best
+    is the lowest or the highest regularized target run, so the metric may still improve
+    beyond the targets of the grid."""
 
     target: float
     value: Summary
     at_one: Summary | None
     unregularized: Summary | None
+    tied: tuple[float, ...] = ()
+    at_edge: bool = False
 
 
 def best_of(targets: Targets, metric: str) -> Best:
@@ -276,7 +284,12 @@ def best_of(targets: Targets, metric: str) -> Best:
         return summarize(metric_values(targets[key], metric)) if targets.get(key) else None
 
     best = best_target(targets, metric)
-    return Best(best, value(best), value(1.0), value(None))
+    alphas, values = target_values(targets, metric)               # regularized targets, ascending
+    top = values[int(np.flatnonzero(alphas == best)[0])]
+    tied = tuple(float(a) for a, v in zip(alphas, values)
+                 if a == best or not compare_seeds(top, v).significant)
+    return Best(best, value(best), value(1.0), value(None), tied,
+                bool(best in (alphas.min(), alphas.max())))
 
 
 def best_by_setting(groups: SweepGroups) -> dict[str, dict[str, Best]]:

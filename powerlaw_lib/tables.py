@@ -277,18 +277,22 @@ def alpha_sweep_table(targets: dict, eps: float) -> str:
 def best_alpha_table(best: dict[str, dict[str, "Best"]], titles: dict[str, str],
                      eps: dict[str, float]) -> str:
     """The α sweep's best targets (`alpha_analysis.best_by_setting`): per setting and metric
-    ("acc": held-out accuracy, "pgd": PGD-40 at the setting's ``eps``), the best α*, the
-    metric there, at α* = 1 and without the penalty, in percent (mean ± sd over seeds)."""
+    ("acc": held-out accuracy, "pgd": PGD-40 at the setting's ``eps``), the best α* ("edge"
+    when it is the lowest or highest target run), the targets within two standard errors of
+    it, and the metric there, at α* = 1 and without the penalty, in percent (mean ± sd over
+    seeds)."""
     def cell(value) -> str:
         return "–" if value is None else f"{100 * value.mean:.2f}" + (
             f" ± {100 * value.sd:.2f}" if value.n > 1 else "")
 
     rows = [[titles.get(setting, setting),
              "held-out accuracy" if metric == "acc" else f"PGD-40, ε = {eps[setting]:g}",
-             f"{b.target:g}", cell(b.value), cell(b.at_one), cell(b.unregularized)]
+             f"{b.target:g}" + (" (edge)" if b.at_edge else ""),
+             ", ".join(f"{a:g}" for a in b.tied) or "–",
+             cell(b.value), cell(b.at_one), cell(b.unregularized)]
             for setting, by_metric in best.items() for metric, b in by_metric.items()]
-    return markdown(["setting", "metric", "best α*", "there (%)", "at α* = 1 (%)",
-                     "unregularized (%)"], rows)
+    return markdown(["setting", "metric", "best α*", "within 2 SE of the best", "there (%)",
+                     "at α* = 1 (%)", "unregularized (%)"], rows)
 
 
 def gains_table(gains: dict[str, dict[str, dict[float, "Comparison"]]], titles: dict[str, str],

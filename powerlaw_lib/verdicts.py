@@ -113,8 +113,10 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
             for name, b in best.items():
                 refs = "".join(f"; {label}: {_percent(v)}" for label, v in
                                (("at α* = 1", b.at_one), ("unregularized", b.unregularized)) if v)
-                lines.append(f"best α* for {name} in {setting}: {b.target:g} "
-                             f"({_percent(b.value)}{refs})")
+                tied = ", ".join(f"{a:g}" for a in b.tied)
+                lines.append(f"best α* for {name} in {setting}: {b.target:g}"
+                             f"{' (edge of the targets run)' if b.at_edge else ''} "
+                             f"({_percent(b.value)}{refs}; within 2 SE: {tied})")
         for family, r in penalty_readings(groups).items():
             reached = ", ".join(f"{a:g}" for a in r.reached) or "none"
             lines.append(f"shallow, {PENALTY_NAMES[family]}: best α* for acc "

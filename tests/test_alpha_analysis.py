@@ -151,8 +151,20 @@ def test_best_by_setting_names_the_best_target_with_its_references():
     assert shallow.unregularized.mean == pytest.approx(0.97 - 0.01 * 0.8 ** 2)
     assert best["cnn-mnist"]["acc"].target == 0.5                       # accuracy falls with α*
     assert best["cnn-cifar10"]["pgd"].target == 5.0                     # robustness rises with α*
+    # 2 and 3 sit 0.25 points below 2.5, within two standard errors (seeds' sd 0.2 points);
+    # 1.5 and 3.5 sit a full point below, beyond them
+    assert shallow.tied == (2.0, 2.5, 3.0) and not shallow.at_edge
+    assert best["cnn-cifar10"]["pgd"].tied == (5.0,) and best["cnn-cifar10"]["pgd"].at_edge
+    assert best["cnn-mnist"]["acc"].at_edge                             # the lowest target
     del groups["deep"]["slope"][1.0]
     assert aa.best_by_setting(groups)["deep"]["pgd"].at_one is None
+
+
+def test_a_target_with_one_seed_cannot_be_told_apart_from_the_best():
+    targets = aa.sweep_groups(_results(_paper_like, _pgd_like))["shallow"]["slope"]
+    targets[1.0] = targets[1.0][:1]                       # 2.25 points below the best, one seed
+    best = aa.best_of(targets, "clean_accuracy")
+    assert best.target == 2.5 and best.tied == (1.0, 2.0, 2.5, 3.0)
 
 
 def test_attack_grid_averages_seeds_per_target_and_eps():

@@ -147,13 +147,17 @@ def test_best_alpha_table_shows_the_best_target_beside_its_references():
     from powerlaw_lib.analysis import summarize
     from powerlaw_lib.tables import best_alpha_table
 
-    best = {"shallow": {"acc": Best(2.5, summarize([0.95, 0.97]), summarize([0.93, 0.93]), None),
-                        "pgd": Best(3.0, summarize([0.40]), None, summarize([0.2, 0.3]))}}
+    best = {"shallow": {"acc": Best(2.5, summarize([0.95, 0.97]), summarize([0.93, 0.93]), None,
+                                    (2.0, 2.5, 3.0)),
+                        "pgd": Best(5.0, summarize([0.40]), None, summarize([0.2, 0.3]), (5.0,),
+                                    at_edge=True)}}
     text = best_alpha_table(best, {"shallow": "dense 784-2000-10"}, {"shallow": 0.05})
     lines = text.splitlines()
-    assert lines[0].startswith("| setting | metric | best α* |") and len(lines) == 4
-    assert "| dense 784-2000-10 | held-out accuracy | 2.5 | 96.00 ± 1.41 | 93.00 ± 0.00 | – |" in text
-    assert "| dense 784-2000-10 | PGD-40, ε = 0.05 | 3 | 40.00 | – | 25.00 ± 7.07 |" in text
+    assert lines[0].startswith("| setting | metric | best α* | within 2 SE of the best |")
+    assert len(lines) == 4
+    assert ("| dense 784-2000-10 | held-out accuracy | 2.5 | 2, 2.5, 3 | 96.00 ± 1.41 "
+            "| 93.00 ± 0.00 | – |") in text
+    assert "| dense 784-2000-10 | PGD-40, ε = 0.05 | 5 (edge) | 5 | 40.00 | – | 25.00 ± 7.07 |" in text
 
 
 def test_penalty_table_pairs_the_two_penalties_and_marks_significant_differences():
