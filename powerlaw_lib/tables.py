@@ -274,12 +274,28 @@ def alpha_sweep_table(targets: dict, eps: float) -> str:
     return markdown(header, rows)
 
 
+def target_spans(values: Sequence[float], grid: Sequence[float] | None = None) -> str:
+    """``values`` (targets α*) as text, each run of neighbours in ``grid`` (the targets in
+    increasing order) joined into one span: [2, 2.5, 3, 5] on the grid 0.5, 1, …, 4, 5
+    reads "2–3, 5". Without a grid, or for a value not on it, the values are listed."""
+    order = {float(g): i for i, g in enumerate(grid or [])}
+    if not values or any(float(v) not in order for v in values):
+        return ", ".join(f"{v:g}" for v in values)
+    spans: list[list[float]] = []
+    for v in sorted(values, key=lambda v: order[float(v)]):
+        if spans and order[float(v)] == order[spans[-1][-1]] + 1:
+            spans[-1].append(float(v))
+        else:
+            spans.append([float(v)])
+    return ", ".join(f"{s[0]:g}" if len(s) == 1 else f"{s[0]:g}–{s[-1]:g}" for s in spans)
+
+
 def best_alpha_table(best: dict[str, dict[str, "Best"]], titles: dict[str, str],
-                     eps: dict[str, float]) -> str:
+                     eps: dict[str, float], grid: Sequence[float] | None = None) -> str:
     """The α sweep's best targets (`alpha_analysis.best_by_setting`): per setting and metric
     ("acc": held-out accuracy, "pgd": PGD-40 at the setting's ``eps``), the best α* ("edge"
     when it is the lowest or highest target run), the targets within two standard errors of
-    it, and the metric there, at α* = 1 and without the penalty, in percent (mean ± sd over
+    it (neighbours on ``grid`` joined into spans, `target_spans`), and the metric there, at α* = 1 and without the penalty, in percent (mean ± sd over
     seeds)."""
     def cell(value) -> str:
         return "–" if value is None else f"{100 * value.mean:.2f}" + (
@@ -288,7 +304,7 @@ def best_alpha_table(best: dict[str, dict[str, "Best"]], titles: dict[str, str],
     rows = [[titles.get(setting, setting),
              "held-out accuracy" if metric == "acc" else f"PGD-40, ε = {eps[setting]:g}",
              f"{b.target:g}" + (" (edge)" if b.at_edge else ""),
-             ", ".join(f"{a:g}" for a in b.tied) or "–",
+             target_spans(b.tied, grid) or "–",
              cell(b.value), cell(b.at_one), cell(b.unregularized)]
             for setting, by_metric in best.items() for metric, b in by_metric.items()]
     return markdown(["setting", "metric", "best α*", "within 2 SE of the best", "there (%)",

@@ -16,8 +16,9 @@ from typing import Callable, Sequence
 from .alpha_analysis import alpha_claims, best_by_setting, penalty_readings, sweep_groups
 from .claims import (Claim, decreasing_alpha_effect, deep_claims,
                      regularized_layer_exponents, verdict)
-from .grids import deep_epoch_check, deep_epochs, deep_groups
+from .grids import ALPHA_TARGETS, deep_epoch_check, deep_epochs, deep_groups
 from .store import Result
+from .tables import target_spans
 
 __all__ = ["CHAPTER_CLAIMS", "PENALTY_NAMES", "chapter_claims", "claim_lines", "extra_lines"]
 
@@ -113,7 +114,7 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
             for name, b in best.items():
                 refs = "".join(f"; {label}: {_percent(v)}" for label, v in
                                (("at α* = 1", b.at_one), ("unregularized", b.unregularized)) if v)
-                tied = ", ".join(f"{a:g}" for a in b.tied)
+                tied = target_spans(b.tied, ALPHA_TARGETS)
                 lines.append(f"best α* for {name} in {setting}: {b.target:g}"
                              f"{' (edge of the targets run)' if b.at_edge else ''} "
                              f"({_percent(b.value)}{refs}; within 2 SE: {tied})")

@@ -151,13 +151,25 @@ def test_best_alpha_table_shows_the_best_target_beside_its_references():
                                     (2.0, 2.5, 3.0)),
                         "pgd": Best(5.0, summarize([0.40]), None, summarize([0.2, 0.3]), (5.0,),
                                     at_edge=True)}}
-    text = best_alpha_table(best, {"shallow": "dense 784-2000-10"}, {"shallow": 0.05})
+    text = best_alpha_table(best, {"shallow": "dense 784-2000-10"}, {"shallow": 0.05},
+                            grid=[1.0, 2.0, 2.5, 3.0, 5.0])
     lines = text.splitlines()
     assert lines[0].startswith("| setting | metric | best α* | within 2 SE of the best |")
     assert len(lines) == 4
-    assert ("| dense 784-2000-10 | held-out accuracy | 2.5 | 2, 2.5, 3 | 96.00 ± 1.41 "
+    assert ("| dense 784-2000-10 | held-out accuracy | 2.5 | 2–3 | 96.00 ± 1.41 "
             "| 93.00 ± 0.00 | – |") in text
     assert "| dense 784-2000-10 | PGD-40, ε = 0.05 | 5 (edge) | 5 | 40.00 | – | 25.00 ± 7.07 |" in text
+
+
+def test_target_spans_join_neighbours_on_the_grid():
+    grid = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0]
+    assert tables.target_spans([2.0, 2.5, 3.0, 5.0], grid) == "2–3, 5"
+    assert tables.target_spans([4.0, 5.0], grid) == "4–5"                # neighbours on the grid
+    assert tables.target_spans(grid, grid) == "0.5–5"
+    assert tables.target_spans([1.0, 2.0], grid) == "1, 2"               # 1.5 between them
+    assert tables.target_spans([1.0, 2.0]) == "1, 2"                     # no grid: a list
+    assert tables.target_spans([1.0, 1.25], grid) == "1, 1.25"           # off the grid: a list
+    assert tables.target_spans([], grid) == ""
 
 
 def test_penalty_table_pairs_the_two_penalties_and_marks_significant_differences():

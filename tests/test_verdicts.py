@@ -98,7 +98,7 @@ def test_alpha_sweep_claims_and_best_targets_on_a_complete_grid():
                         "2=reproduced  3=reproduced  4=reproduced")
     assert lines[1].startswith("best α* for acc in shallow: 2.5 (97.00 ± 0.20 % (3 seeds); "
                                "at α* = 1: 94.75 ± 0.20 % (3 seeds); unregularized: ")
-    assert lines[1].endswith("; within 2 SE: 2, 2.5, 3)")
+    assert lines[1].endswith("; within 2 SE: 2–3)")
     assert any(l.startswith("best α* for pgd in cnn-cifar10: 5 (edge of the targets run) (")
                for l in lines)
     assert lines[-2].startswith("shallow, slope penalty: best α* for acc 2.5 (97.00 ± 0.20 % "
