@@ -312,14 +312,15 @@ def best_alpha_table(best: dict[str, dict[str, "Best"]], titles: dict[str, str],
 
 
 def gains_table(gains: dict[str, dict[str, dict[float, "Comparison"]]], titles: dict[str, str],
-                metric_labels: dict[str, str]) -> str:
+                metric_labels: dict[str, str], grid: Sequence[float] | None = None) -> str:
     """The penalized networks against the unregularized one
     (`alpha_analysis.gains_over_unregularized`): per setting and metric
     (``gains[setting][metric][α*]``), the range of the difference over α* in points, the
     targets above and below the unregularized network by more than two standard errors, and
-    those without an error estimate (NaN standard error: fewer than two seeds on a side)."""
+    those without an error estimate (NaN standard error: fewer than two seeds on a side);
+    neighbours on ``grid`` are joined into spans (`target_spans`)."""
     def listed(by_target: dict, keep) -> str:
-        return ", ".join(f"{a:g}" for a, c in by_target.items() if keep(c)) or "none"
+        return target_spans([a for a, c in by_target.items() if keep(c)], grid) or "none"
 
     def tested(c) -> bool:
         return not np.isnan(c.standard_error)

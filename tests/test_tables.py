@@ -218,6 +218,10 @@ def test_gains_table_gives_the_range_and_the_targets_beyond_two_standard_errors(
     text = tables.gains_table(gains, {"shallow": "dense"}, {"clean_accuracy": "accuracy"})
     assert text.splitlines()[2:] == ["| dense | accuracy | -2.00 … +5.00 | 5 | 1 | 4 |",
                                      "| deep | accuracy | -3.00 … -3.00 | – | – | 1 |"]
+    gains["shallow"]["clean_accuracy"][3.0] = Comparison(0.001, nan, False)
+    text = tables.gains_table(gains, {"shallow": "dense"}, {"clean_accuracy": "accuracy"},
+                              grid=[1.0, 2.0, 3.0, 4.0, 5.0])     # 3 and 4 neighbours, 2 not run
+    assert text.splitlines()[2] == "| dense | accuracy | -2.00 … +5.00 | 5 | 1 | 3–4 |"
 
 
 def test_paired_table_shows_both_readings_and_bolds_the_significant_ones():
