@@ -295,8 +295,8 @@ def best_alpha_table(best: dict[str, dict[str, "Best"]], titles: dict[str, str],
     """The α sweep's best targets (`alpha_analysis.best_by_setting`): per setting and metric
     ("acc": held-out accuracy, "pgd": PGD-40 at the setting's ``eps``), the best α* ("edge"
     when it is the lowest or highest target run), the targets within two standard errors of
-    it (neighbours on ``grid`` joined into spans, `target_spans`), and the metric there, at α* = 1 and without the penalty, in percent (mean ± sd over
-    seeds)."""
+    it (neighbours on ``grid`` joined into spans, `target_spans`), and the metric there, at
+    α* = 1 and without the penalty, in percent (mean ± sd over seeds)."""
     def cell(value) -> str:
         return "–" if value is None else f"{100 * value.mean:.2f}" + (
             f" ± {100 * value.sd:.2f}" if value.n > 1 else "")
