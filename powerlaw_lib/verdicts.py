@@ -119,7 +119,7 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
                              f"{' (edge of the targets run)' if b.at_edge else ''} "
                              f"({_percent(b.value)}{refs}; within 2 SE: {tied})")
         for family, r in penalty_readings(groups).items():
-            reached = ", ".join(f"{a:g}" for a in r.reached) or "none"
+            reached = target_spans(r.reached, ALPHA_TARGETS) or "none"
             lines.append(f"shallow, {PENALTY_NAMES[family]}: best α* for acc "
                          f"{r.best_accuracy.target:g} ({_percent(r.best_accuracy.value)}), for pgd "
                          f"{r.best_pgd.target:g} ({_percent(r.best_pgd.value)}); pgd trend "

@@ -104,7 +104,7 @@ def test_alpha_sweep_claims_and_best_targets_on_a_complete_grid():
     assert lines[-2].startswith("shallow, slope penalty: best α* for acc 2.5 (97.00 ± 0.20 % "
                                 "(3 seeds)), for pgd 2.5 (67.00 ± 0.20 % (3 seeds)); pgd trend ")
     assert lines[-1].startswith("shallow, eq. 2 penalty: best α* for acc 2.5 (")
-    assert lines[-1].endswith("reached 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 5 (largest miss 0.00)")
+    assert lines[-1].endswith("reached 0.5–5 (largest miss 0.00)")
 
 
 def test_claim_lines_show_untested_numbers_as_a_dash():
