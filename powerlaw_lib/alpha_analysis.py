@@ -308,7 +308,8 @@ def best_by_setting(groups: SweepGroups) -> dict[str, dict[str, Best]]:
 class PenaltyReading:
     """What one penalty family does over the targets of one setting: its best α* for
     held-out accuracy and for PGD accuracy at the setting's ε, the trends of both over α*,
-    and the targets it reaches (`reached_targets`) with its largest miss |α̂ − α*|."""
+    and the targets it reaches (`reached_targets`) with its largest miss |α̂ − α*|, by
+    Gerum's fit (ranks 6–50) and, ``*_stringer``, by Stringer's (ranks 11–500)."""
 
     family: str
     best_accuracy: Best
@@ -317,6 +318,8 @@ class PenaltyReading:
     pgd_trend: Trend
     reached: list[float]
     largest_gap: float
+    reached_stringer: list[float]
+    largest_gap_stringer: float
 
 
 def penalty_readings(groups: SweepGroups, setting: str = "shallow") -> dict[str, PenaltyReading]:
@@ -330,9 +333,11 @@ def penalty_readings(groups: SweepGroups, setting: str = "shallow") -> dict[str,
         if not targets or not any(a is not None for a in targets):
             continue
         gaps = target_gaps(targets)
+        stringer = target_gaps(targets, "alpha")
         out[family] = PenaltyReading(family, best_of(targets, "clean_accuracy"), best_of(targets, pgd),
                                      trend(targets, "clean_accuracy"), trend(targets, pgd),
-                                     reached_targets(targets), max(gaps.values()))
+                                     reached_targets(targets), max(gaps.values()),
+                                     reached_targets(targets, fit="alpha"), max(stringer.values()))
     return out
 
 

@@ -217,6 +217,9 @@ def test_penalty_readings_name_each_familys_best_target_and_reach():
     assert slope.best_pgd.target == 2.5
     assert slope.reached == [a for a in grids.ALPHA_TARGETS if a <= 3.25]
     assert slope.largest_gap == pytest.approx(2.0)                       # α* = 5 stalls at 3
+    # Stringer's fit reads 0.1 above Gerum's here: α* = 3.5 (read 3.1) is missed by more than 0.25
+    assert slope.reached_stringer == [a for a in grids.ALPHA_TARGETS if a <= 3.0]
+    assert slope.largest_gap_stringer == pytest.approx(1.9)
     assert eq2.accuracy_trend.slope < 0 and eq2.accuracy_trend.significant
     assert aa.penalty_readings(groups, "cnn-mnist").keys() == {"slope"}  # no eq. 2 there
     del groups["shallow"]["eq2"]
