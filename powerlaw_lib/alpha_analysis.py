@@ -17,17 +17,18 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .analysis import (Comparison, Summary, compare, compare_paired, metric_values, summarize,
-                       values_by_seed)
+from .analysis import (Comparison, Summary, compare, compare_paired, data_loss_trajectory,
+                       metric_values, summarize, values_by_seed)
 from .claims import Claim
 from .evaluation import metric_name
 from .grids import ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
-__all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best", "PenaltyPair",
-           "PenaltyReading", "Trend", "alpha_claims", "alpha_metric", "attack_grid",
-           "best_by_setting", "best_of", "best_target", "compare_seeds", "family_of",
-           "followed_up_to", "gains_over_unregularized", "last_layer_metric", "penalty_pairs",
+__all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best", "PenaltyLoad",
+           "PenaltyPair", "PenaltyReading", "Trend", "alpha_claims", "alpha_metric",
+           "attack_grid", "best_by_setting", "best_of", "best_target", "compare_seeds",
+           "eq2_matching_alpha", "eq2_tail_ratio", "family_of", "followed_up_to",
+           "gains_over_unregularized", "last_layer_metric", "penalty_loads", "penalty_pairs",
            "penalty_readings", "read_eps", "reached_targets", "sweep_groups", "target_gaps",
            "target_values", "trend", "trend_word"]
 
@@ -367,6 +368,66 @@ def penalty_pairs(groups: SweepGroups, metrics: Sequence[str],
     return [PenaltyPair(a, m, summarize(metric_values(slope[a], m)), summarize(metric_values(eq2[a], m)),
                         compare_seeds(metric_values(eq2[a], m), metric_values(slope[a], m)))
             for a in shared for m in metrics]
+
+
+def eq2_tail_ratio(alpha: float, width: int, tau: int) -> float:
+    """γ_N / γ_τ = (N/τ)^−α: how far below λ_τ eq. 2 (Nassar et al. 2020) asks the last of
+    a width-N layer's eigenvalues to lie at target α (γ_n = κ n^−α anchored at γ_τ = λ_τ)."""
+    if width < tau or tau < 1:
+        raise ValueError(f"width must be ≥ tau ≥ 1, got width {width} and tau {tau}")
+    return float((width / tau) ** -alpha)
+
+
+def eq2_matching_alpha(tail_ratio: float, width: int, tau: int) -> float:
+    """The target α at which eq. 2 asks for exactly ``tail_ratio`` = λ_N / λ_τ (the inverse
+    of `eq2_tail_ratio`): −ln(λ_N/λ_τ) / ln(N/τ). Above it, the layer's last eigenvalue lies
+    above its γ_N and costs without bound; below it, it costs at most 1 (Nassar et al.
+    2020, eq. 2: (λ_n/γ_n − 1)² ≤ 1 when λ_n ≤ γ_n)."""
+    if width <= tau or tau < 1 or not tail_ratio > 0:
+        raise ValueError(f"width must be > tau ≥ 1 and tail_ratio > 0, got width {width}, "
+                         f"tau {tau}, tail_ratio {tail_ratio}")
+    return float(-math.log(tail_ratio) / math.log(width / tau))
+
+
+@dataclass(frozen=True)
+class PenaltyLoad:
+    """How much of one target's training loss the penalty took (mean ± sd over seeds).
+
+    ``penalty``: the penalty term (β·R, as added to the loss) averaged over the last epoch's
+    batches; ``data_loss``: that epoch's cross-entropy (`analysis.data_loss_trajectory`:
+    NaN where float32 could not resolve it beside the penalty); ``dominated``: the
+    epochs in which the penalty exceeded the cross-entropy; ``tail_ratio``: λ_N / λ_τ, the last
+    of the stored held-out eigenvalues of the regularized layer over the τ-th (τ of the runs'
+    config), to set beside `eq2_tail_ratio`."""
+
+    target: float | None
+    penalty: Summary
+    data_loss: Summary
+    dominated: Summary
+    tail_ratio: Summary
+
+
+def penalty_loads(targets: Targets) -> dict[float | None, PenaltyLoad]:
+    """`PenaltyLoad` of every target of `targets` in its order (None, the unregularized
+    twin with its zero penalty, first). The runs must carry their training history (one
+    row per epoch with "loss" and "penalty") and the spectrum of their last hidden layer
+    (the regularized one in this sweep)."""
+    out = {}
+    for a, runs in targets.items():
+        if any(not r.history or "penalty" not in r.history[-1] for r in runs):
+            name = "unregularized" if a is None else f"α* = {a:g}"
+            raise ValueError(f"{name}: every run needs a training history with the penalty")
+        pen = [r.history[-1]["penalty"] for r in runs]
+        # an unresolved cross-entropy is rounding beside a penalty ≥ 10⁶ of it: dominated
+        dominated = [sum(h["penalty"] > h["loss"] - h["penalty"] for h in r.history) for r in runs]
+        data_loss = data_loss_trajectory(runs)[1][:, -1]           # [n_seeds], NaN: unresolved
+        ratios = []
+        for r in runs:
+            lam = np.asarray(r.spectra[f"layer{len(r.config.hidden_widths)}"], dtype=float)  # [N]
+            ratios.append(lam[-1] / lam[r.config.tau - 1])
+        out[a] = PenaltyLoad(a, summarize(pen), summarize(data_loss), summarize(dominated),
+                             summarize(ratios))
+    return out
 
 
 def _slope_family(groups: SweepGroups, setting: str) -> Targets | None:

@@ -286,6 +286,27 @@ def history_trajectory(results: Sequence[Result], key: str, phase: str | None = 
     return np.array(epochs), np.array([[d[e] for e in epochs] for d in rows], dtype=float)
 
 
+#: Relative rounding of a float32 sum (half a unit in the last place).
+FLOAT32_ROUNDING = 2.0 ** -24
+
+
+def data_loss_trajectory(results: Sequence[Result], resolution: float = 0.01
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(epochs [T], values [n_seeds, T]) of the training loss without its penalty term (the
+    cross-entropy), "loss" − "penalty" of the per-epoch histories.
+
+    Training adds the two terms of each batch in float32 (`training.training_step`), so
+    beside a penalty far larger than the cross-entropy the difference is rounding: an epoch
+    whose penalty's rounding (|penalty| · 2⁻²⁴) exceeds ``resolution`` times the difference
+    is NaN, not a number.
+    """
+    epochs, loss = history_trajectory(results, "loss")
+    _, penalty = history_trajectory(results, "penalty")
+    data = loss - penalty                                          # [n_seeds, T]
+    unresolved = np.abs(penalty) * FLOAT32_ROUNDING > resolution * np.abs(data)
+    return epochs, np.where(unresolved, np.nan, data)
+
+
 def local_trajectory(results: Sequence[Result], key: str) -> tuple[np.ndarray, np.ndarray]:
     """(epochs [T], values [n_seeds, T]) of ``key`` over a local-learning run's local phase.
 

@@ -16,7 +16,7 @@ from .evaluation import metric_name
 from .store import Result
 
 if TYPE_CHECKING:
-    from .alpha_analysis import Best, PenaltyPair
+    from .alpha_analysis import Best, PenaltyLoad, PenaltyPair
     from .analysis import Comparison
     from .audits import AuditRecord
     from .claims import AuditVerdict, Claim, PairedReading
@@ -365,6 +365,40 @@ def penalty_table(pairs: Sequence["PenaltyPair"], columns: dict[str, tuple[str, 
     header = ["α*"] + [f"{label}, {who}" for label, _, _ in columns.values()
                        for who in ("slope", "eq. 2")]
     return markdown(header, rows)
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def scientific(x: float, significant: int = 2) -> str:
+    """``x`` to ``significant`` digits for a reader: plain for 0.01 <= |x| < 1000 (190.6 ->
+    "190", 0.0134 -> "0.013"), else as a power of ten (1.25e-07 -> "1.2 × 10⁻⁷", with
+    no-break spaces so that a table cell never splits it); "0" for zero, "–" for NaN."""
+    if not np.isfinite(x):
+        return "–"
+    if x == 0:
+        return "0"
+    if 0.01 <= abs(x) < 1000:
+        return f"{round(x, significant - 1 - int(np.floor(np.log10(abs(x))))):g}"
+    mantissa, exponent = f"{x:.{significant - 1}e}".split("e")
+    return f"{mantissa}\u00a0×\u00a010{str(int(exponent)).translate(_SUPERSCRIPT)}"  # no break
+
+
+def penalty_load_table(loads: dict[float | None, "PenaltyLoad"], asked: dict[float, float],
+                       epochs: int) -> str:
+    """How much of the loss the penalty took (`alpha_analysis.penalty_loads`): one row per
+    target ("none": unregularized), with ``asked[α*]`` the tail λ_N/λ_τ the penalty asks for
+    (`alpha_analysis.eq2_tail_ratio`), the measured one, the last epoch's penalty term and
+    cross-entropy ("–" where float32 could not resolve it), and in how many of the
+    ``epochs`` the penalty exceeded the cross-entropy; means over seeds."""
+    rows = [["none" if a is None else f"{a:g}",
+             "–" if a is None else scientific(asked[a]), scientific(load.tail_ratio.mean),
+             scientific(load.penalty.mean),
+             f"{load.data_loss.mean:.3f}" if np.isfinite(load.data_loss.mean) else "–",
+             f"{load.dominated.mean:.3g} of {epochs}"]
+            for a, load in loads.items()]
+    return markdown(["α*", "λ_N/λ_τ asked", "λ_N/λ_τ measured", "penalty, last epoch",
+                     "cross-entropy, last epoch", "epochs with penalty > cross-entropy"], rows)
 
 
 def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: int,

@@ -361,3 +361,47 @@ def test_followed_up_to_stops_at_a_target_the_grid_has_not_run():
     del deep[1.5]
     assert aa.followed_up_to(deep) == 5.0                          # stored targets only
     assert aa.followed_up_to(deep, expected=grids.ALPHA_TARGETS) == 1.0
+
+
+def test_eq2_tail_ratio_is_the_power_law_between_rank_tau_and_the_last_rank():
+    assert aa.eq2_tail_ratio(1.0, 2000, 10) == pytest.approx(1 / 200)
+    assert aa.eq2_tail_ratio(3.0, 2000, 10) == pytest.approx(200.0 ** -3)
+    assert aa.eq2_tail_ratio(2.0, 10, 10) == 1.0                        # the anchor itself
+    with pytest.raises(ValueError, match="width must be ≥ tau"):
+        aa.eq2_tail_ratio(1.0, 5, 10)
+    for alpha in (0.5, 2.3, 5.0):                                       # the inverse
+        assert aa.eq2_matching_alpha(aa.eq2_tail_ratio(alpha, 2000, 10), 2000, 10) == pytest.approx(alpha)
+    with pytest.raises(ValueError, match="tail_ratio > 0"):
+        aa.eq2_matching_alpha(0.0, 2000, 10)
+
+
+def test_penalty_loads_split_the_loss_and_count_the_epochs_the_penalty_dominates():
+    configs = [c for c in CONFIGS if c.regularizer == "spectral" and c.alpha in (1.0, 3.0)]
+    width = configs[0].hidden_widths[-1]
+    runs = []
+    for c in configs:
+        big = 100.0 if c.alpha == 3.0 else 0.1
+        # penalty above the cross-entropy (0.5) in the first 2 epochs only at α* = 1, always at 3
+        pen = [(1.0 if e <= 2 else big) + 0.01 * c.seed for e in range(1, 6)]
+        history = [{"epoch": e, "penalty": p, "loss": p + 0.5} for e, p in enumerate(pen, 1)]
+        lam = np.arange(width, 0, -1, dtype=float)                    # λ_n = N − n + 1
+        runs.append(Result(c, {}, spectra={"layer1": lam.tolist()}, history=history))
+    twin = next(c for c in CONFIGS if c.regularizer == "none" and c.batch_size == configs[0].batch_size)
+    lam = 0.5 ** np.arange(width)                                      # λ_n/λ_τ = 2^−(n − τ)
+    runs.append(Result(twin, {}, spectra={"layer1": lam.tolist()},
+                       history=[{"epoch": 1, "loss": 0.3, "penalty": 0.0}]))
+    loads = aa.penalty_loads(aa.sweep_groups(runs)["shallow"]["eq2"])
+    assert list(loads) == [None, 1.0, 3.0]
+    one, three, plain = loads[1.0], loads[3.0], loads[None]
+    assert plain.penalty.mean == 0 and plain.data_loss.mean == pytest.approx(0.3)
+    assert plain.dominated.mean == 0
+    assert plain.tail_ratio.mean == pytest.approx(0.5 ** (width - configs[0].tau))
+    seeds = sorted({c.seed for c in configs if c.alpha == 1.0})
+    assert one.penalty.mean == pytest.approx(0.1 + 0.01 * np.mean(seeds)) and one.penalty.n == len(seeds)
+    assert one.data_loss.mean == pytest.approx(0.5) and one.data_loss.sd == pytest.approx(0)
+    assert one.dominated.mean == 2 and three.dominated.mean == 5
+    tau = configs[0].tau
+    assert one.tail_ratio.mean == pytest.approx(1 / (width - tau + 1))
+    broken = Result(configs[0], {}, spectra={"layer1": [1.0]}, history=[{"epoch": 1, "loss": 1.0}])
+    with pytest.raises(ValueError, match="α\\* = 1: every run needs a training history"):
+        aa.penalty_loads({1.0: [broken]})

@@ -99,3 +99,14 @@ def test_late_gain_text_words_the_largest_rise_or_its_absence() -> None:
     assert analysis.late_gain_text(groups, window=2) == "30.00 points (rising)"
     assert analysis.late_gain_text({"short": groups["short"]}, window=2) == \
         "not measurable (too few epochs)"
+
+
+def test_data_loss_trajectory_drops_epochs_where_float32_cannot_resolve_the_cross_entropy():
+    # what training records: float32(cross-entropy + penalty) and float32(penalty)
+    rows = [(0.5, 0.25), (0.4, 3.0e4), (0.3, 4.5e10)]            # (cross-entropy, penalty)
+    history = [{"epoch": e, "loss": float(np.float32(ce) + np.float32(p)),
+                "penalty": float(np.float32(p))} for e, (ce, p) in enumerate(rows, 1)]
+    epochs, data = analysis.data_loss_trajectory([Result(RunConfig(), {}, history=history)])
+    assert epochs.tolist() == [1, 2, 3] and data.shape == (1, 3)
+    assert data[0, 0] == pytest.approx(0.5) and data[0, 1] == pytest.approx(0.4, abs=0.01)
+    assert np.isnan(data[0, 2])                                     # rounding, not a number

@@ -236,3 +236,25 @@ def test_paired_table_shows_both_readings_and_bolds_the_significant_ones():
     last = text.splitlines()[-1]
     assert last == ("| 5 | CNN | Jacobian − (SpecReg + all) | white noise | -4.10 ± 9.20 | **-4.10 ± 1.00** "
                     "| 3 |")
+
+
+def test_scientific_reads_plain_in_the_middle_and_as_powers_of_ten_outside():
+    assert tables.scientific(1.25e-7, 3) == "1.25\u00a0×\u00a010⁻⁷"
+    assert tables.scientific(29396.4) == "2.9\u00a0×\u00a010⁴"
+    assert tables.scientific(190.587) == "190" and tables.scientific(0.0134) == "0.013"
+    assert tables.scientific(-3e-5) == "-3.0\u00a0×\u00a010⁻⁵"
+    assert tables.scientific(0.0) == "0" and tables.scientific(float("nan")) == "–"
+
+
+def test_penalty_load_table_sets_the_asked_tail_beside_the_measured_one():
+    from powerlaw_lib.alpha_analysis import PenaltyLoad
+    from powerlaw_lib.analysis import summarize
+    loads = {None: PenaltyLoad(None, summarize([0.0]), summarize([0.2, 0.22]), summarize([0, 0]),
+                               summarize([5e-6, 7e-6])),
+             3.0: PenaltyLoad(3.0, summarize([190.0, 210.0]), summarize([0.58]),
+                              summarize([50, 49]), summarize([2.2e-7]))}
+    text = tables.penalty_load_table(loads, {3.0: 200.0 ** -3}, epochs=50)
+    lines = text.splitlines()
+    assert lines[0].startswith("| α* | λ_N/λ_τ asked | λ_N/λ_τ measured | penalty, last")
+    assert lines[2] == "| none | – | 6.0\u00a0×\u00a010⁻⁶ | 0 | 0.210 | 0 of 50 |"
+    assert lines[3] == "| 3 | 1.2\u00a0×\u00a010⁻⁷ | 2.2\u00a0×\u00a010⁻⁷ | 200 | 0.580 | 49.5 of 50 |"
