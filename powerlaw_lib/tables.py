@@ -270,7 +270,8 @@ def alpha_sweep_table(targets: dict, eps: float) -> str:
                   _percent(rs, metric_name("fgsm", eps)), _percent(rs, metric_name("pgd", eps))]
         rows.append(cells)
     header = ["α*", "seeds", "accuracy (%)", *(["official test (%)"] if official else []),
-              "α̂ (Gerum fit)", "α (Stringer fit)", f"FGSM ε={eps:g} (%)", f"PGD ε={eps:g} (%)"]
+              "α̂ (Gerum fit)", "α (Stringer fit)", f"FGSM at ε = {eps:g} (%)",
+              f"PGD at ε = {eps:g} (%)"]
     return markdown(header, rows)
 
 
