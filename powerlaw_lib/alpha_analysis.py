@@ -380,9 +380,9 @@ def eq2_tail_ratio(alpha: float, width: int, tau: int) -> float:
 
 def eq2_matching_alpha(tail_ratio: float, width: int, tau: int) -> float:
     """The target α at which eq. 2 asks for exactly ``tail_ratio`` = λ_N / λ_τ (the inverse
-    of `eq2_tail_ratio`): −ln(λ_N/λ_τ) / ln(N/τ). Above it, the layer's last eigenvalue lies
-    above its γ_N and costs without bound; below it, it costs at most 1 (Nassar et al.
-    2020, eq. 2: (λ_n/γ_n − 1)² ≤ 1 when λ_n ≤ γ_n)."""
+    of `eq2_tail_ratio`): −ln(λ_N/λ_τ) / ln(N/τ). At a larger target that eigenvalue lies
+    above its γ_N and its term grows without bound; at a smaller one the term is at most 1
+    (Nassar et al. 2020, eq. 2: (λ_n/γ_n − 1)² ≤ 1 when λ_n ≤ γ_n)."""
     if width <= tau or tau < 1 or not tail_ratio > 0:
         raise ValueError(f"width must be > tau ≥ 1 and tail_ratio > 0, got width {width}, "
                          f"tau {tau}, tail_ratio {tail_ratio}")
@@ -396,9 +396,9 @@ class PenaltyLoad:
     ``penalty``: the penalty term (β·R, as added to the loss) averaged over the last epoch's
     batches; ``data_loss``: that epoch's cross-entropy (`analysis.data_loss_trajectory`:
     NaN where float32 could not resolve it beside the penalty); ``dominated``: the
-    epochs in which the penalty exceeded the cross-entropy; ``tail_ratio``: λ_N / λ_τ, the last
-    of the stored held-out eigenvalues of the regularized layer over the τ-th (τ of the runs'
-    config), to set beside `eq2_tail_ratio`."""
+    epochs in which the penalty exceeded the cross-entropy; ``tail_ratio``: λ_N / λ_τ, the
+    last of the stored held-out eigenvalues of the last hidden layer over the τ-th (τ of the
+    runs' config), to set beside `eq2_tail_ratio`."""
 
     target: float | None
     penalty: Summary
@@ -418,7 +418,7 @@ def penalty_loads(targets: Targets) -> dict[float | None, PenaltyLoad]:
             name = "unregularized" if a is None else f"α* = {a:g}"
             raise ValueError(f"{name}: every run needs a training history with the penalty")
         pen = [r.history[-1]["penalty"] for r in runs]
-        # an unresolved cross-entropy is rounding beside a penalty ≥ 10⁶ of it: dominated
+        # an unresolved cross-entropy is rounding beside a penalty some 10⁵ times larger
         dominated = [sum(h["penalty"] > h["loss"] - h["penalty"] for h in r.history) for r in runs]
         data_loss = data_loss_trajectory(runs)[1][:, -1]           # [n_seeds], NaN: unresolved
         ratios = []
