@@ -24,13 +24,13 @@ from .evaluation import metric_name
 from .grids import ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
-__all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best", "PenaltyLoad",
-           "PenaltyPair", "PenaltyReading", "Trend", "alpha_claims", "alpha_metric",
-           "attack_grid", "best_by_setting", "best_of", "best_target", "compare_seeds",
-           "eq2_matching_alpha", "eq2_tail_ratio", "family_of", "followed_up_to",
-           "gains_over_unregularized", "last_layer_metric", "penalty_loads", "penalty_pairs",
-           "penalty_readings", "read_eps", "reached_targets", "sweep_groups", "target_gaps",
-           "target_values", "trend", "trend_word"]
+__all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best", "LoadReading",
+           "PenaltyLoad", "PenaltyPair", "PenaltyReading", "Trend", "alpha_claims",
+           "alpha_metric", "attack_grid", "best_by_setting", "best_of", "best_target",
+           "compare_seeds", "eq2_matching_alpha", "eq2_tail_ratio", "family_of",
+           "followed_up_to", "gains_over_unregularized", "last_layer_metric", "load_reading",
+           "penalty_loads", "penalty_pairs", "penalty_readings", "read_eps", "reached_targets",
+           "sweep_groups", "target_gaps", "target_values", "trend", "trend_word"]
 
 #: Penalty families of the sweep, by `RunConfig.regularizer`.
 FAMILIES = {"slope": "slope", "spectral": "eq2"}
@@ -428,6 +428,48 @@ def penalty_loads(targets: Targets) -> dict[float | None, PenaltyLoad]:
         out[a] = PenaltyLoad(a, summarize(pen), summarize(data_loss), summarize(dominated),
                              summarize(ratios))
     return out
+
+
+@dataclass(frozen=True)
+class LoadReading:
+    """What `penalty_loads` says of one penalty family of one setting.
+
+    ``within_beta`` / ``above_beta``: the targets whose last-epoch penalty term is at most /
+    more than the runs' β; ``worst``: the target with the largest one; ``dominated``: the
+    targets whose penalty exceeded the cross-entropy in every epoch of every seed;
+    ``unresolved``: those whose last-epoch cross-entropy float32 could not resolve;
+    ``plain_tail``: λ_N / λ_τ of the unregularized twin and ``matching_alpha`` the target at
+    which eq. 2 asks for just that tail (`eq2_matching_alpha`; both NaN without a twin)."""
+
+    loads: dict[float | None, PenaltyLoad]
+    within_beta: list[float]
+    above_beta: list[float]
+    worst: PenaltyLoad
+    dominated: list[float]
+    unresolved: list[float]
+    plain_tail: float
+    matching_alpha: float
+
+
+def load_reading(targets: Targets) -> LoadReading | None:
+    """`LoadReading` of `targets` (one family's runs, `sweep_groups`); None without a
+    regularized run. β, τ, the epochs and the layer's width N are the runs' own."""
+    loads = penalty_loads(targets)
+    regular = {a: load for a, load in loads.items() if a is not None}
+    if not regular:
+        return None
+    first = {a: targets[a][0].config for a in regular}
+    within = [a for a, load in regular.items() if load.penalty.mean <= first[a].beta]
+    plain = loads.get(None)
+    config = targets[None][0].config if plain else None
+    return LoadReading(
+        loads, within, [a for a in regular if a not in within],
+        max(regular.values(), key=lambda load: load.penalty.mean),
+        [a for a, load in regular.items() if load.dominated.mean == first[a].epochs],  # all seeds
+        [a for a, load in regular.items() if not np.isfinite(load.data_loss.mean)],
+        plain.tail_ratio.mean if plain else NAN,
+        eq2_matching_alpha(plain.tail_ratio.mean, config.hidden_widths[-1], config.tau)
+        if plain else NAN)
 
 
 def _slope_family(groups: SweepGroups, setting: str) -> Targets | None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 import math
 from typing import Callable, Sequence
 
-from .alpha_analysis import alpha_claims, best_by_setting, penalty_readings, sweep_groups
+from .alpha_analysis import (alpha_claims, best_by_setting, load_reading, penalty_readings,
+                             sweep_groups)
 from .claims import (Claim, decreasing_alpha_effect, deep_claims,
                      regularized_layer_exponents, verdict)
 from .grids import ALPHA_TARGETS, deep_epoch_check, deep_epochs, deep_groups
 from .store import Result
-from .tables import target_spans
+from .tables import scientific, target_spans
 
 __all__ = ["CHAPTER_CLAIMS", "PENALTY_NAMES", "chapter_claims", "claim_lines", "extra_lines"]
 
@@ -84,6 +85,26 @@ def _epoch_check_line(results: Sequence[Result], params: dict) -> str:
             + "  ".join(f"{k}={_number(v)}" for k, v in effect.items()))
 
 
+def _load_line(targets: dict) -> str:
+    """What eq. 2's penalty took of the shallow network's loss (`alpha_analysis.load_reading`),
+    or why that is not told."""
+    if not any(a is not None for a in targets):
+        return "shallow, eq. 2 penalty load: not tested (runs missing)"
+    if any(not r.history for runs in targets.values() for r in runs):
+        return "shallow, eq. 2 penalty load: not told (runs without a training history)"
+    r = load_reading(targets)
+
+    def spans(values: Sequence[float]) -> str:
+        return target_spans(values, ALPHA_TARGETS) or "none"
+
+    plain = ("" if math.isnan(r.plain_tail) else
+             f"; unregularized λ_N/λ_τ = {scientific(r.plain_tail)}, what eq. 2 asks at "
+             f"α* ≈ {r.matching_alpha:.1f}")
+    return (f"shallow, eq. 2 penalty load: last-epoch penalty above β at α* {spans(r.above_beta)} "
+            f"(largest {scientific(r.worst.penalty.mean)} at α* = {r.worst.target:g}); above the "
+            f"cross-entropy in every epoch at α* {spans(r.dominated)}{plain}")
+
+
 def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None) -> list[str]:
     """What the chapter reports beside its claims: the deep chapter's verdicts with the
     seeds paired (`claims.deep_claims(paired=True)`), its last-layer exponents
@@ -92,7 +113,8 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
     SpecReg trained longer, `grids.deep_epoch_check`); the α sweep's best target per
     setting, for held-out accuracy and for PGD accuracy at the setting's ε (mean ± sd),
     after its verdicts with the seeds paired (`alpha_analysis.alpha_claims(paired=True)`),
-    and each penalty's reading of the shallow network (`alpha_analysis.penalty_readings`)."""
+    each penalty's reading of the shallow network (`alpha_analysis.penalty_readings`) and
+    what eq. 2's penalty took of its loss (`alpha_analysis.load_reading`)."""
     params = dict(params or {})
     if grid == "deep":
         groups = deep_groups(results, params.get("chosen_betas"), deep_epochs(params))
@@ -126,5 +148,6 @@ def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None
                          f"{_number(100 * r.pgd_trend.slope)} ± "
                          f"{_number(100 * r.pgd_trend.standard_error)} points per unit α*; "
                          f"reached {reached} (largest miss {r.largest_gap:.2f})")
+        lines.append(_load_line(groups.get("shallow", {}).get("eq2", {})))
         return lines
     return []

@@ -382,7 +382,7 @@ def test_penalty_loads_split_the_loss_and_count_the_epochs_the_penalty_dominates
     for c in configs:
         big = 100.0 if c.alpha == 3.0 else 0.1
         # penalty above the cross-entropy (0.5) in the first 2 epochs only at α* = 1, always at 3
-        pen = [(1.0 if e <= 2 else big) + 0.01 * c.seed for e in range(1, 6)]
+        pen = [(1.0 if e <= 2 else big) + 0.01 * c.seed for e in range(1, c.epochs + 1)]
         history = [{"epoch": e, "penalty": p, "loss": p + 0.5} for e, p in enumerate(pen, 1)]
         lam = np.arange(width, 0, -1, dtype=float)                    # λ_n = N − n + 1
         runs.append(Result(c, {}, spectra={"layer1": lam.tolist()}, history=history))
@@ -399,9 +399,17 @@ def test_penalty_loads_split_the_loss_and_count_the_epochs_the_penalty_dominates
     seeds = sorted({c.seed for c in configs if c.alpha == 1.0})
     assert one.penalty.mean == pytest.approx(0.1 + 0.01 * np.mean(seeds)) and one.penalty.n == len(seeds)
     assert one.data_loss.mean == pytest.approx(0.5) and one.data_loss.sd == pytest.approx(0)
-    assert one.dominated.mean == 2 and three.dominated.mean == 5
+    assert one.dominated.mean == 2 and three.dominated.mean == configs[0].epochs
     tau = configs[0].tau
     assert one.tail_ratio.mean == pytest.approx(1 / (width - tau + 1))
+    reading = aa.load_reading(aa.sweep_groups(runs)["shallow"]["eq2"])
+    assert configs[0].beta == 1.0                                      # 0.1 within, 100 above
+    assert reading.above_beta == [3.0] and reading.within_beta == [1.0]
+    assert reading.worst == three and reading.unresolved == []
+    assert reading.dominated == [3.0]                                 # every epoch, every seed
+    assert reading.plain_tail == pytest.approx(0.5 ** (width - tau))
+    assert reading.matching_alpha == pytest.approx((width - tau) * np.log(2) / np.log(width / tau))
+    assert aa.load_reading({None: runs[-1:]}) is None                  # no regularized run
     broken = Result(configs[0], {}, spectra={"layer1": [1.0]}, history=[{"epoch": 1, "loss": 1.0}])
     with pytest.raises(ValueError, match="α\\* = 1: every run needs a training history"):
         aa.penalty_loads({1.0: [broken]})

@@ -3,6 +3,7 @@ on synthetic stored runs whose verdicts are known."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from powerlaw_lib import __main__ as cli
@@ -81,9 +82,15 @@ def _alpha_results():
         acc = 0.97 - 0.01 * (a - 2.5) ** 2 if setting in ("shallow", "deep") else 0.95 - 0.02 * a
         pgd = 0.2 + 0.03 * a if setting == "cnn-cifar10" else acc - 0.3
         layer = f"layer{len(c.hidden_widths)}"
+        extra = {}
+        if c.batch_size == 3000:         # eq. 2 and its twin: penalty 10^(α* − 2), cross-entropy 0.3
+            pen = 0.0 if c.regularizer == "none" else 10.0 ** (a - 2)
+            extra = dict(history=[{"epoch": e, "loss": pen + 0.3, "penalty": pen}
+                                  for e in range(1, c.epochs + 1)],
+                         spectra={layer: (np.arange(1, 151) ** -2.0).tolist()})   # λ_n = n^−2
         out.append(Result(c, {"clean_accuracy": acc + jitter,
                               metric_name("pgd", aa.read_eps(setting)): pgd + jitter,
-                              f"{layer}_alpha_gerum": a + jitter, f"{layer}_alpha": a}))
+                              f"{layer}_alpha_gerum": a + jitter, f"{layer}_alpha": a}, **extra))
     return out
 
 
@@ -93,7 +100,7 @@ def test_alpha_sweep_claims_and_best_targets_on_a_complete_grid():
     assert [c.held for c in claims] == [True, True, True, True]
     assert claims == aa.alpha_claims(aa.sweep_groups(results))    # the chapter's judgement
     lines = verdicts.extra_lines("alpha_sweep", results)
-    assert len(lines) == 1 + 2 * len(grids.ALPHA_SETTINGS) + 2      # paired; acc, PGD; penalties
+    assert len(lines) == 1 + 2 * len(grids.ALPHA_SETTINGS) + 3      # paired; acc, PGD; penalties
     assert lines[0] == ("paired by seed (a check of the rule, not the verdicts): 1=reproduced  "
                         "2=reproduced  3=reproduced  4=reproduced")
     assert lines[1].startswith("best α* for acc in shallow: 2.5 (97.00 ± 0.20 % (3 seeds); "
@@ -101,10 +108,22 @@ def test_alpha_sweep_claims_and_best_targets_on_a_complete_grid():
     assert lines[1].endswith("; within 2 SE: 2–3)")
     assert any(l.startswith("best α* for pgd in cnn-cifar10: 5 (edge of the targets run) (")
                for l in lines)
-    assert lines[-2].startswith("shallow, slope penalty: best α* for acc 2.5 (97.00 ± 0.20 % "
+    assert lines[-3].startswith("shallow, slope penalty: best α* for acc 2.5 (97.00 ± 0.20 % "
                                 "(3 seeds)), for pgd 2.5 (67.00 ± 0.20 % (3 seeds)); pgd trend ")
-    assert lines[-1].startswith("shallow, eq. 2 penalty: best α* for acc 2.5 (")
-    assert lines[-1].endswith("reached 0.5–5 (largest miss 0.00)")
+    assert lines[-2].startswith("shallow, eq. 2 penalty: best α* for acc 2.5 (")
+    assert lines[-2].endswith("reached 0.5–5 (largest miss 0.00)")
+    # above β = 1 from α* = 2.5, above the cross-entropy (0.3) from 1.5; λ_N/λ_τ = (150/10)^−2
+    assert lines[-1] == ("shallow, eq. 2 penalty load: last-epoch penalty above β at α* "
+                         "2.5–5 (largest 1.0\u00a0×\u00a010³ at α* = 5); above the "
+                         "cross-entropy in every epoch at α* 1.5–5; unregularized λ_N/λ_τ = "
+                         "4.4\u00a0×\u00a010⁻³, what eq. 2 asks at α* ≈ 2.0")
+    no_history = [r if r.config.batch_size != 3000 else Result(r.config, r.metrics)
+                  for r in results]
+    assert verdicts.extra_lines("alpha_sweep", no_history)[-1] == \
+        "shallow, eq. 2 penalty load: not told (runs without a training history)"
+    no_eq2 = [r for r in results if r.config.regularizer != "spectral"]
+    assert verdicts.extra_lines("alpha_sweep", no_eq2)[-1] == \
+        "shallow, eq. 2 penalty load: not tested (runs missing)"
 
 
 def test_claim_lines_show_untested_numbers_as_a_dash():
