@@ -410,6 +410,11 @@ def test_penalty_loads_split_the_loss_and_count_the_epochs_the_penalty_dominates
     assert reading.plain_tail == pytest.approx(0.5 ** (width - tau))
     assert reading.matching_alpha == pytest.approx((width - tau) * np.log(2) / np.log(width / tau))
     assert aa.load_reading({None: runs[-1:]}) is None                  # no regularized run
+    huge = float(np.float32(4.5e10))                        # float32 sums lose the cross-entropy
+    lost = Result(configs[0], {}, spectra=runs[0].spectra,
+                  history=[{"epoch": e, "penalty": huge, "loss": float(np.float32(huge + 0.3))}
+                           for e in range(1, configs[0].epochs + 1)])
+    assert aa.load_reading({1.0: [lost]}).unresolved == [1.0]
     broken = Result(configs[0], {}, spectra={"layer1": [1.0]}, history=[{"epoch": 1, "loss": 1.0}])
     with pytest.raises(ValueError, match="α\\* = 1: every run needs a training history"):
         aa.penalty_loads({1.0: [broken]})
