@@ -450,6 +450,20 @@ class LoadReading:
     plain_tail: float
     matching_alpha: float
 
+    @property
+    def tails_above_beta(self) -> tuple[float, float]:
+        """(smallest, largest) measured λ_N / λ_τ over the `above_beta` targets; NaN, NaN
+        when every target stays within β."""
+        tails = [self.loads[a].tail_ratio.mean for a in self.above_beta]
+        return (min(tails), max(tails)) if tails else (NAN, NAN)
+
+    @property
+    def largest_data_loss(self) -> float:
+        """The largest resolved last-epoch cross-entropy over the regularized targets (NaN
+        when none is resolved)."""
+        return max((load.data_loss.mean for a, load in self.loads.items()
+                    if a is not None and np.isfinite(load.data_loss.mean)), default=NAN)
+
 
 def load_reading(targets: Targets) -> LoadReading | None:
     """`LoadReading` of `targets` (one family's runs, `sweep_groups`); None without a

@@ -385,6 +385,15 @@ def scientific(x: float, significant: int = 2) -> str:
     return f"{mantissa}\u00a0×\u00a010{str(int(exponent)).translate(_SUPERSCRIPT)}"  # no break
 
 
+def gain_text(c: "Comparison | None", scale: float = 100.0) -> str:
+    """A difference as "+x.xx ± y.yy" (times ``scale``: points), without "±" when its
+    standard error is NaN (a single seed on a side) and "–" for None (not run)."""
+    if c is None:
+        return "–"
+    se = f" ± {scale * c.standard_error:.2f}" if np.isfinite(c.standard_error) else ""
+    return f"{scale * c.difference:+.2f}{se}"
+
+
 def penalty_load_table(loads: dict[float | None, "PenaltyLoad"], asked: dict[float, float],
                        epochs: int) -> str:
     """How much of the loss the penalty took (`alpha_analysis.penalty_loads`): one row per

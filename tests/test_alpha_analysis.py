@@ -409,6 +409,8 @@ def test_penalty_loads_split_the_loss_and_count_the_epochs_the_penalty_dominates
     assert reading.dominated == [3.0]                                 # every epoch, every seed
     assert reading.plain_tail == pytest.approx(0.5 ** (width - tau))
     assert reading.matching_alpha == pytest.approx((width - tau) * np.log(2) / np.log(width / tau))
+    assert reading.tails_above_beta == (three.tail_ratio.mean, three.tail_ratio.mean)
+    assert reading.largest_data_loss == pytest.approx(0.5)
     assert aa.load_reading({None: runs[-1:]}) is None                  # no regularized run
     huge = float(np.float32(4.5e10))                        # float32 sums lose the cross-entropy
     lost = Result(configs[0], {}, spectra=runs[0].spectra,

@@ -258,3 +258,10 @@ def test_penalty_load_table_sets_the_asked_tail_beside_the_measured_one():
     assert lines[0].startswith("| α* | λ_N/λ_τ asked | λ_N/λ_τ measured | penalty, last")
     assert lines[2] == "| none | – | 6.0\u00a0×\u00a010⁻⁶ | 0 | 0.210 | 0 of 50 |"
     assert lines[3] == "| 3 | 1.2\u00a0×\u00a010⁻⁷ | 2.2\u00a0×\u00a010⁻⁷ | 200 | 0.580 | 49.5 of 50 |"
+
+
+def test_gain_text_shows_the_error_only_where_there_is_one():
+    from powerlaw_lib.analysis import Comparison
+    assert tables.gain_text(Comparison(0.0975, 0.0017, True)) == "+9.75 ± 0.17"
+    assert tables.gain_text(Comparison(-0.0008, float("nan"), False)) == "-0.08"
+    assert tables.gain_text(None) == "–"
