@@ -420,3 +420,17 @@ def test_penalty_loads_split_the_loss_and_count_the_epochs_the_penalty_dominates
     broken = Result(configs[0], {}, spectra={"layer1": [1.0]}, history=[{"epoch": 1, "loss": 1.0}])
     with pytest.raises(ValueError, match="α\\* = 1: every run needs a training history"):
         aa.penalty_loads({1.0: [broken]})
+
+
+def test_plain_exponents_read_claim_4_per_setting_and_at_the_papers_precision():
+    from powerlaw_lib.analysis import Summary
+    readings = aa.plain_exponents(aa.sweep_groups(_results(_paper_like, _pgd_like,
+                                                           plain_alpha=2.6)))
+    assert list(readings) == list(grids.ALPHA_SETTINGS)
+    assert all(r.alpha.mean == pytest.approx(2.6, abs=0.01) and not r.inside
+               and not r.inside_at_one_decimal for r in readings.values())
+    # the paper gives 1.4–2.1 to one decimal: 2.12 rounds into it, 2.16 and 1.34 do not
+    edge = {a: aa.PlainExponent("deep", Summary(a, 0.0, 1)) for a in (2.12, 2.16, 1.34, 1.4)}
+    assert [(e.inside, e.inside_at_one_decimal) for e in edge.values()] == [
+        (False, True), (False, False), (False, False), (True, True)]
+    assert aa.plain_exponents({}) == {}
