@@ -25,14 +25,14 @@ from .grids import ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
 __all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best",
-           "LoadReading", "PenaltyLoad", "PenaltyPair", "PenaltyReading",
-           "PlainExponent", "Trend", "alpha_claims", "alpha_metric", "attack_grid",
-           "best_by_setting", "best_of", "best_target", "compare_seeds",
-           "eq2_matching_alpha", "eq2_tail_ratio", "family_of", "followed_up_to",
-           "gains_over_unregularized", "last_layer_metric", "load_reading",
-           "penalty_loads", "penalty_pairs", "penalty_readings", "plain_exponents",
-           "read_eps", "reached_targets", "sweep_groups", "target_gaps",
-           "target_values", "trend", "trend_word"]
+           "LoadReading", "PenaltyLoad", "PenaltyPair", "PenaltyReading", "PlainExponent",
+           "Trend", "alpha_claims", "alpha_metric", "attack_grid", "best_by_setting",
+           "best_of", "best_target", "compare_seeds", "eq2_matching_alpha",
+           "eq2_ratio_curve", "eq2_ratios", "eq2_tail_ratio", "family_of", "followed_up_to",
+           "gains_over_unregularized", "last_layer_metric", "load_reading", "penalty_loads",
+           "penalty_pairs", "penalty_readings", "plain_exponents", "read_eps",
+           "reached_targets", "sweep_groups", "target_gaps", "target_values", "trend",
+           "trend_word"]
 
 #: Penalty families of the sweep, by `RunConfig.regularizer`.
 FAMILIES = {"slope": "slope", "spectral": "eq2"}
@@ -391,6 +391,31 @@ def eq2_matching_alpha(tail_ratio: float, width: int, tau: int) -> float:
     return float(-math.log(tail_ratio) / math.log(width / tau))
 
 
+def eq2_ratios(spectrum: Sequence[float], alpha: float, tau: int) -> np.ndarray:
+    """λ_n / γ_n for the ranks n = τ … N of a decreasing spectrum ``[N]``, ``[N − τ + 1]``:
+    how far each eigenvalue lies from the power law γ_n = λ_τ (n/τ)^−α that eq. 2 of Nassar
+    et al. 2020 compares it with (1 at n = τ). Eq. 2's summand is (r − 1)² + max(0, r − 1)
+    of these ratios r (`regularizers.spectral_penalty_terms`): at most 1 below the power
+    law, unbounded above it."""
+    lam = np.asarray(spectrum, dtype=float)                                  # [N]
+    if lam.ndim != 1 or not 1 <= tau <= lam.size:
+        raise ValueError(f"tau must be in [1, N] for a 1-D spectrum of N eigenvalues, got tau "
+                         f"{tau} and shape {lam.shape}")
+    if not alpha > 0 or not lam[tau - 1] > 0:
+        raise ValueError(f"alpha and λ_τ must be > 0, got alpha {alpha} and λ_τ {lam[tau - 1]}")
+    ranks = np.arange(tau, lam.size + 1, dtype=float)                        # n = τ … N
+    return lam[tau - 1:] / lam[tau - 1] * (ranks / tau) ** alpha
+
+
+def eq2_ratio_curve(runs: Sequence[Result], alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ranks ``[N − τ + 1]``, λ_n/γ_n ``[seeds, N − τ + 1]``): `eq2_ratios` of the held-out
+    spectrum of each run's last hidden layer at target ``alpha``, τ of the runs' config."""
+    tau = runs[0].config.tau
+    curves = [eq2_ratios(r.spectra[f"layer{len(r.config.hidden_widths)}"], alpha, tau)
+              for r in runs]
+    return np.arange(tau, tau + curves[0].size), np.stack(curves)
+
+
 @dataclass(frozen=True)
 class PenaltyLoad:
     """How much of one target's training loss the penalty took (mean ± sd over seeds).
@@ -400,13 +425,21 @@ class PenaltyLoad:
     NaN where float32 could not resolve it beside the penalty); ``dominated``: the
     epochs in which the penalty exceeded the cross-entropy; ``tail_ratio``: λ_N / λ_τ, the
     last of the stored held-out eigenvalues of the last hidden layer over the τ-th (τ of the
-    runs' config), to set beside `eq2_tail_ratio`."""
+    runs' config), to set beside `eq2_tail_ratio`. From that held-out spectrum and the
+    target (`eq2_ratios`; NaN for the unregularized twin): ``peak_ratio``, the largest
+    λ_n/γ_n, and ``peak_rank``, its rank n; ``above_share``, the share of eq. 2's sum over
+    the held-out spectrum that the ranks above their γ_n carry (near 0: the penalty comes
+    from eigenvalues below the power law, each costing at most 1; near 1: from those above
+    it)."""
 
     target: float | None
     penalty: Summary
     data_loss: Summary
     dominated: Summary
     tail_ratio: Summary
+    peak_ratio: Summary
+    peak_rank: Summary
+    above_share: Summary
 
 
 def penalty_loads(targets: Targets) -> dict[float | None, PenaltyLoad]:
@@ -423,12 +456,18 @@ def penalty_loads(targets: Targets) -> dict[float | None, PenaltyLoad]:
         # an unresolved cross-entropy is rounding beside a penalty some 10⁵ times larger
         dominated = [sum(h["penalty"] > h["loss"] - h["penalty"] for h in r.history) for r in runs]
         data_loss = data_loss_trajectory(runs)[1][:, -1]           # [n_seeds], NaN: unresolved
-        ratios = []
-        for r in runs:
-            lam = np.asarray(r.spectra[f"layer{len(r.config.hidden_widths)}"], dtype=float)  # [N]
-            ratios.append(lam[-1] / lam[r.config.tau - 1])
+        tails = [r.spectra[f"layer{len(r.config.hidden_widths)}"][-1]
+                 / r.spectra[f"layer{len(r.config.hidden_widths)}"][r.config.tau - 1] for r in runs]
+        peaks, peak_ranks, shares = [NAN], [NAN], [NAN]               # the unregularized twin
+        if a is not None:
+            ranks, ratio = eq2_ratio_curve(runs, a)                    # [n], [seeds, n]
+            terms = (ratio - 1) ** 2 + np.maximum(ratio - 1, 0)        # eq. 2's summands
+            peaks = ratio.max(axis=1)
+            peak_ranks = ranks[ratio.argmax(axis=1)]
+            shares = np.where(ratio > 1, terms, 0).sum(axis=1) / terms.sum(axis=1)
         out[a] = PenaltyLoad(a, summarize(pen), summarize(data_loss), summarize(dominated),
-                             summarize(ratios))
+                             summarize(tails), summarize(peaks), summarize(peak_ranks),
+                             summarize(shares))
     return out
 
 
@@ -452,12 +491,15 @@ class LoadReading:
     plain_tail: float
     matching_alpha: float
 
-    @property
-    def tails_above_beta(self) -> tuple[float, float]:
-        """(smallest, largest) measured λ_N / λ_τ over the `above_beta` targets; NaN, NaN
-        when every target stays within β."""
-        tails = [self.loads[a].tail_ratio.mean for a in self.above_beta]
-        return (min(tails), max(tails)) if tails else (NAN, NAN)
+    def peaks(self, targets: Sequence[float]) -> tuple[float, float, float, float]:
+        """(smallest, largest) mean `PenaltyLoad.peak_ratio` and (smallest, largest) mean
+        peak rank over ``targets``; NaN for each when ``targets`` is empty."""
+        loads = [self.loads[a] for a in targets]
+        if not loads:
+            return NAN, NAN, NAN, NAN
+        ratios = [load.peak_ratio.mean for load in loads]
+        ranks = [load.peak_rank.mean for load in loads]
+        return min(ratios), max(ratios), min(ranks), max(ranks)
 
     @property
     def largest_data_loss(self) -> float:

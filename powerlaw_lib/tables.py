@@ -394,21 +394,27 @@ def gain_text(c: "Comparison | None", scale: float = 100.0) -> str:
     return f"{scale * c.difference:+.2f}{se}"
 
 
-def penalty_load_table(loads: dict[float | None, "PenaltyLoad"], asked: dict[float, float],
-                       epochs: int) -> str:
-    """How much of the loss the penalty took (`alpha_analysis.penalty_loads`): one row per
-    target ("none": unregularized), with ``asked[α*]`` the tail λ_N/λ_τ the penalty asks for
-    (`alpha_analysis.eq2_tail_ratio`), the measured one, the last epoch's penalty term and
-    cross-entropy ("–" where float32 could not resolve it), and in how many of the
-    ``epochs`` the penalty exceeded the cross-entropy; means over seeds."""
-    rows = [["none" if a is None else f"{a:g}",
-             "–" if a is None else scientific(asked[a]), scientific(load.tail_ratio.mean),
+def penalty_load_table(loads: dict[float | None, "PenaltyLoad"], epochs: int) -> str:
+    """How much of the loss eq. 2's penalty took and where in the spectrum it came from
+    (`alpha_analysis.penalty_loads`): one row per target ("none": unregularized) with the
+    largest λ_n/γ_n of the held-out spectrum and its rank n, the share of eq. 2's sum that
+    the ranks above their γ_n carry, the last epoch's penalty term and cross-entropy ("–"
+    where float32 could not resolve it), and in how many of the ``epochs`` the penalty
+    exceeded the cross-entropy; means over seeds."""
+    def peak(load) -> str:
+        if not np.isfinite(load.peak_ratio.mean):
+            return "–"
+        return f"{scientific(load.peak_ratio.mean)} (n = {load.peak_rank.mean:.0f})"
+
+    rows = [["none" if a is None else f"{a:g}", peak(load),
+             f"{100 * load.above_share.mean:.0f} %" if np.isfinite(load.above_share.mean) else "–",
              scientific(load.penalty.mean),
              f"{load.data_loss.mean:.3f}" if np.isfinite(load.data_loss.mean) else "–",
              f"{load.dominated.mean:.3g} of {epochs}"]
             for a, load in loads.items()]
-    return markdown(["α*", "λ_N/λ_τ asked", "λ_N/λ_τ measured", "penalty, last epoch",
-                     "cross-entropy, last epoch", "epochs with penalty > cross-entropy"], rows)
+    return markdown(["α*", "largest λ_n/γ_n (rank n)", "share of eq. 2 from ranks above γ_n",
+                     "penalty, last epoch", "cross-entropy, last epoch",
+                     "epochs with penalty > cross-entropy"], rows)
 
 
 def local_settings(mnist: RunConfig | None, cifar: RunConfig | None, n_seeds: int,

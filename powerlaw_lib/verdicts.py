@@ -100,9 +100,13 @@ def _load_line(targets: dict) -> str:
     plain = ("" if math.isnan(r.plain_tail) else
              f"; unregularized λ_N/λ_τ = {scientific(r.plain_tail)}, what eq. 2 asks at "
              f"α* ≈ {r.matching_alpha:.1f}")
+    _, peak, rank_lo, rank_hi = r.peaks(r.above_beta)
+    where = ("" if math.isnan(peak) else
+             f"; there held-out λ_n/γ_n up to {scientific(peak)} (rank"
+             + (f" {rank_lo:.0f})" if rank_lo == rank_hi else f"s {rank_lo:.0f}–{rank_hi:.0f})"))
     return (f"shallow, eq. 2 penalty load: last-epoch penalty above β at α* {spans(r.above_beta)} "
-            f"(largest {scientific(r.worst.penalty.mean)} at α* = {r.worst.target:g}); above the "
-            f"cross-entropy in every epoch at α* {spans(r.dominated)}{plain}")
+            f"(largest {scientific(r.worst.penalty.mean)} at α* = {r.worst.target:g}){where}; "
+            f"above the cross-entropy in every epoch at α* {spans(r.dominated)}{plain}")
 
 
 def extra_lines(grid: str, results: Sequence[Result], params: dict | None = None) -> list[str]:

@@ -409,7 +409,18 @@ def test_penalty_loads_split_the_loss_and_count_the_epochs_the_penalty_dominates
     assert reading.dominated == [3.0]                                 # every epoch, every seed
     assert reading.plain_tail == pytest.approx(0.5 ** (width - tau))
     assert reading.matching_alpha == pytest.approx((width - tau) * np.log(2) / np.log(width / tau))
-    assert reading.tails_above_beta == (three.tail_ratio.mean, three.tail_ratio.mean)
+    for load, alpha in ((one, 1.0), (three, 3.0)):        # brute force over the ranks τ … N
+        r = [(width - n + 1) / (width - tau + 1) * (n / tau) ** alpha for n in range(tau, width + 1)]
+        assert load.peak_ratio.mean == pytest.approx(max(r))
+        assert load.peak_rank.mean == tau + int(np.argmax(r))
+        terms = [(x - 1) ** 2 + max(x - 1, 0) for x in r]
+        assert load.above_share.mean == pytest.approx(sum(t for t, x in zip(terms, r) if x > 1)
+                                                      / sum(terms))
+    assert math.isnan(plain.peak_ratio.mean) and math.isnan(plain.above_share.mean)
+    assert reading.peaks([3.0]) == (three.peak_ratio.mean, three.peak_ratio.mean,
+                                    three.peak_rank.mean, three.peak_rank.mean)
+    assert reading.peaks([1.0, 3.0])[:2] == (one.peak_ratio.mean, three.peak_ratio.mean)
+    assert all(math.isnan(x) for x in reading.peaks([]))
     assert reading.largest_data_loss == pytest.approx(0.5)
     assert aa.load_reading({None: runs[-1:]}) is None                  # no regularized run
     huge = float(np.float32(4.5e10))                        # float32 sums lose the cross-entropy
@@ -434,3 +445,31 @@ def test_plain_exponents_read_claim_4_per_setting_and_at_the_papers_precision():
     assert [(e.inside, e.inside_at_one_decimal) for e in edge.values()] == [
         (False, True), (False, False), (False, False), (True, True)]
     assert aa.plain_exponents({}) == {}
+
+
+def test_eq2_ratios_give_the_summands_of_eq_2_and_are_one_on_the_target_power_law():
+    import torch
+    from powerlaw_lib.regularizers import spectral_penalty_terms
+    rng = np.random.default_rng(0)
+    lam = np.sort(rng.exponential(size=300))[::-1] * np.arange(1, 301) ** -1.5     # [N]
+    for alpha, tau in ((1.0, 10), (3.0, 10), (0.5, 1)):
+        r = aa.eq2_ratios(lam, alpha, tau)                                          # [N − τ + 1]
+        assert r.shape == (300 - tau + 1,) and r[0] == 1.0
+        terms = spectral_penalty_terms(torch.tensor(lam.copy()), alpha, tau).numpy()
+        np.testing.assert_allclose((r - 1) ** 2 + np.maximum(r - 1, 0), terms, rtol=1e-10)
+    np.testing.assert_allclose(aa.eq2_ratios(np.arange(1, 51) ** -2.0, 2.0, 10), 1.0)
+    with pytest.raises(ValueError, match="tau must be in"):
+        aa.eq2_ratios(lam, 1.0, 301)
+    with pytest.raises(ValueError, match="alpha and λ_τ must be > 0"):
+        aa.eq2_ratios(lam, 0.0, 10)
+
+
+def test_eq2_ratio_curve_stacks_the_seeds_of_a_target():
+    configs = [c for c in CONFIGS if c.regularizer == "spectral" and c.alpha == 2.0]
+    width, tau = configs[0].hidden_widths[-1], configs[0].tau
+    runs = [Result(c, {}, spectra={"layer1": list((np.arange(1, width + 1) / 1.0) ** -(1.0 + c.seed))})
+            for c in configs]
+    ranks, ratio = aa.eq2_ratio_curve(runs, 2.0)
+    assert ranks[0] == tau and ranks[-1] == width and ratio.shape == (len(runs), width - tau + 1)
+    for row, r in zip(ratio, runs):      # λ_n = n^−(1 + seed): λ_n/γ_n = (n/τ)^(1 − seed)
+        np.testing.assert_allclose(row, (ranks / tau) ** (1.0 - r.config.seed))

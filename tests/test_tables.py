@@ -246,18 +246,21 @@ def test_scientific_reads_plain_in_the_middle_and_as_powers_of_ten_outside():
     assert tables.scientific(0.0) == "0" and tables.scientific(float("nan")) == "–"
 
 
-def test_penalty_load_table_sets_the_asked_tail_beside_the_measured_one():
+def test_penalty_load_table_gives_where_the_penalty_comes_from_and_what_it_took():
     from powerlaw_lib.alpha_analysis import PenaltyLoad
     from powerlaw_lib.analysis import summarize
+    nan = [float("nan")]
     loads = {None: PenaltyLoad(None, summarize([0.0]), summarize([0.2, 0.22]), summarize([0, 0]),
-                               summarize([5e-6, 7e-6])),
+                               summarize([5e-6, 7e-6]), summarize(nan), summarize(nan),
+                               summarize(nan)),
              3.0: PenaltyLoad(3.0, summarize([190.0, 210.0]), summarize([0.58]),
-                              summarize([50, 49]), summarize([2.2e-7]))}
-    text = tables.penalty_load_table(loads, {3.0: 200.0 ** -3}, epochs=50)
+                              summarize([50, 49]), summarize([2.2e-7]), summarize([41.0, 39.0]),
+                              summarize([149, 151]), summarize([0.97, 0.99]))}
+    text = tables.penalty_load_table(loads, epochs=50)
     lines = text.splitlines()
-    assert lines[0].startswith("| α* | λ_N/λ_τ asked | λ_N/λ_τ measured | penalty, last")
-    assert lines[2] == "| none | – | 6.0\u00a0×\u00a010⁻⁶ | 0 | 0.210 | 0 of 50 |"
-    assert lines[3] == "| 3 | 1.2\u00a0×\u00a010⁻⁷ | 2.2\u00a0×\u00a010⁻⁷ | 200 | 0.580 | 49.5 of 50 |"
+    assert lines[0].startswith("| α* | largest λ_n/γ_n (rank n) | share of eq. 2 from ranks")
+    assert lines[2] == "| none | – | – | 0 | 0.210 | 0 of 50 |"
+    assert lines[3] == "| 3 | 40 (n = 150) | 98 % | 200 | 0.580 | 49.5 of 50 |"
 
 
 def test_gain_text_shows_the_error_only_where_there_is_one():

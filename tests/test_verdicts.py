@@ -112,9 +112,11 @@ def test_alpha_sweep_claims_and_best_targets_on_a_complete_grid():
                                 "(3 seeds)), for pgd 2.5 (67.00 ± 0.20 % (3 seeds)); pgd trend ")
     assert lines[-2].startswith("shallow, eq. 2 penalty: best α* for acc 2.5 (")
     assert lines[-2].endswith("reached 0.5–5 (largest miss 0.00)")
-    # above β = 1 from α* = 2.5, above the cross-entropy (0.3) from 1.5; λ_N/λ_τ = (150/10)^−2
+    # above β = 1 from α* = 2.5, above the cross-entropy (0.3) from 1.5; λ_N/λ_τ = (150/10)^−2,
+    # so λ_n/γ_n = (n/10)^(α* − 2), largest at the last rank: 15³ at α* = 5
     assert lines[-1] == ("shallow, eq. 2 penalty load: last-epoch penalty above β at α* "
-                         "2.5–5 (largest 1.0\u00a0×\u00a010³ at α* = 5); above the "
+                         "2.5–5 (largest 1.0\u00a0×\u00a010³ at α* = 5); there held-out "
+                         "λ_n/γ_n up to 3.4\u00a0×\u00a010³ (rank 150); above the "
                          "cross-entropy in every epoch at α* 1.5–5; unregularized λ_N/λ_τ = "
                          "4.4\u00a0×\u00a010⁻³, what eq. 2 asks at α* ≈ 2.0")
     no_history = [r if r.config.batch_size != 3000 else Result(r.config, r.metrics)
