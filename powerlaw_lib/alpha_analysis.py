@@ -13,26 +13,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
 from .analysis import (Comparison, Summary, compare, compare_paired, data_loss_trajectory,
                        metric_values, summarize, values_by_seed)
-from .claims import Claim
+from .claims import Claim, all_parts
 from .evaluation import metric_name
 from .grids import ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
-__all__ = ["FAMILIES", "GERUM_CLAIMS", "REACH_TOLERANCE", "AttackGrid", "Best",
-           "LoadReading", "PenaltyLoad", "PenaltyPair", "PenaltyReading", "PlainExponent",
-           "Trend", "alpha_claims", "alpha_metric", "attack_grid", "best_by_setting",
-           "best_of", "best_target", "compare_seeds", "eq2_matching_alpha",
-           "eq2_ratio_curve", "eq2_ratios", "eq2_tail_ratio", "family_of", "followed_up_to",
-           "gains_over_unregularized", "last_layer_metric", "load_reading", "penalty_loads",
-           "penalty_pairs", "penalty_readings", "plain_exponents", "read_eps",
-           "reached_targets", "sweep_groups", "target_gaps", "target_values", "trend",
-           "trend_word"]
+__all__ = ["AttackGrid", "Best", "FAMILIES", "GERUM_CLAIMS", "GainCount", "LoadReading",
+           "PenaltyLoad", "PenaltyPair", "PenaltyReading", "PlainExponent",
+           "REACH_TOLERANCE", "Trend", "alpha_claims", "alpha_metric", "attack_grid",
+           "best_by_setting", "best_of", "best_target", "compare_seeds",
+           "eq2_matching_alpha", "eq2_ratio_curve", "eq2_ratios", "eq2_tail_ratio",
+           "family_of", "followed_up_to", "gain_counts", "gains_over_unregularized",
+           "last_layer_metric", "load_reading", "penalty_loads", "penalty_pairs",
+           "penalty_readings", "plain_exponents", "reached_targets", "read_eps",
+           "sweep_groups", "target_gaps", "target_values", "trend", "trend_word"]
 
 #: Penalty families of the sweep, by `RunConfig.regularizer`.
 FAMILIES = {"slope": "slope", "spectral": "eq2"}
@@ -197,6 +197,28 @@ def gains_over_unregularized(targets: Targets, metric: str) -> dict[float, Compa
     base = metric_values(plain, metric)
     return {a: compare_seeds(metric_values(runs, metric), base)
             for a, runs in targets.items() if a is not None and runs}
+
+
+@dataclass(frozen=True)
+class GainCount:
+    """How the penalized networks of several settings fare against their unregularized
+    twins in one metric (`gain_counts`): of ``total`` (setting, α*) pairs, ``tested`` have an
+    error estimate; ``above`` / ``below`` of those lie above / below the twin by more than two
+    standard errors."""
+
+    above: int
+    below: int
+    tested: int
+    total: int
+
+
+def gain_counts(gains: Iterable[dict[float, Comparison]]) -> GainCount:
+    """`GainCount` over the `gains_over_unregularized` of several settings."""
+    pairs = [c for by_target in gains for c in by_target.values()]
+    tested = [c for c in pairs if np.isfinite(c.standard_error)]
+    return GainCount(sum(c.significant and c.difference > 0 for c in tested),
+                     sum(c.significant and c.difference < 0 for c in tested), len(tested),
+                     len(pairs))
 
 
 @dataclass(frozen=True)
@@ -566,7 +588,8 @@ def dense_best_two_to_three(groups: SweepGroups, paired: bool = False) -> Claim:
     """
     text = "dense networks do best at α ≈ 2–3, not at the brain-like α ≈ 1"
     numbers: dict[str, float | str] = {}
-    held: bool | None = True
+    beats: list[bool | None] = []                       # per setting and metric
+    optimum: list[bool | None] = []
     lo, hi = DENSE_BEST_RANGE
     for setting in ("shallow", "deep"):
         targets = _slope_family(groups, setting)
@@ -575,29 +598,34 @@ def dense_best_two_to_three(groups: SweepGroups, paired: bool = False) -> Claim:
             key = f"c1_{setting}_{name}"
             if targets is None or 1.0 not in targets or not in_range:
                 numbers.update({f"{key}_best": NAN, f"{key}_diff": NAN, f"{key}_se": NAN})
-                held = None if held is not False else False
+                beats.append(None), optimum.append(None)
                 continue
             best = best_target(targets, metric)
             c = _range_against_one(targets, in_range, metric, paired)
             numbers.update({f"{key}_best": best, f"{key}_diff": 100 * c.difference,
                             f"{key}_se": 100 * c.standard_error})
-            untested = math.isnan(c.standard_error)      # too few seeds for an error estimate
-            if not lo <= best <= hi or (not untested and not c.held):
-                held = False
-            elif untested:
-                held = None if held is not False else False
-    return Claim(1, text, held, numbers)
+            # too few seeds for an error estimate: not tested
+            beats.append(None if math.isnan(c.standard_error) else bool(c.held))
+            optimum.append(lo <= best <= hi)
+    parts = {"α* 2–3 beat α* = 1": all_parts(beats),
+             "the best α* lies in 2–3": all_parts(optimum)}
+    return Claim(1, text, all_parts(parts.values()), numbers, parts)
 
 
 def _trend_numbers(key: str, t: Trend) -> dict[str, float]:
     return {f"{key}_slope": 100 * t.slope, f"{key}_se": 100 * t.standard_error}
 
 
+_WAY = {-1: "falls", +1: "rises"}
+
+
 def _trend_claim(number: int, text: str, setting: str, accuracy_sign: int,
                  robustness_sign: int) -> Callable[..., Claim]:
     """A claim on the signs of the accuracy and PGD-accuracy trends over α* in `setting`
     (PGD at the setting's ε): each slope must have its sign beyond two standard errors
-    (``paired``: the trend with an intercept per seed, `trend`)."""
+    (``paired``: the trend with an intercept per seed, `trend`). Each is a part of the claim
+    (`Claim.parts`): not reproduced as soon as one fails, not tested when one has no error
+    estimate and none failed."""
     key = f"c{number}"
 
     def judge(groups: SweepGroups, paired: bool = False) -> Claim:
@@ -607,12 +635,15 @@ def _trend_claim(number: int, text: str, setting: str, accuracy_sign: int,
                                               **_trend_numbers(f"{key}_pgd", Trend(NAN, NAN))})
         acc = trend(targets, "clean_accuracy", paired)
         pgd = trend(targets, metric_name("pgd", read_eps(setting)), paired)
-        held: bool | None = (acc.significant and acc.slope * accuracy_sign > 0
-                             and pgd.significant and pgd.slope * robustness_sign > 0)
-        if not held and (math.isnan(acc.standard_error) or math.isnan(pgd.standard_error)):
-            held = None                                  # a trend without an estimate: not tested
-        return Claim(number, text, held, {**_trend_numbers(f"{key}_acc", acc),
-                                          **_trend_numbers(f"{key}_pgd", pgd)})
+
+        def part(t: Trend, sign: int) -> bool | None:      # no error estimate: not tested
+            return None if math.isnan(t.standard_error) else bool(t.significant and t.slope * sign > 0)
+
+        parts = {f"accuracy {_WAY[accuracy_sign]} with α*": part(acc, accuracy_sign),
+                 f"PGD-40 accuracy {_WAY[robustness_sign]} with α*": part(pgd, robustness_sign)}
+        return Claim(number, text, all_parts(parts.values()),
+                     {**_trend_numbers(f"{key}_acc", acc), **_trend_numbers(f"{key}_pgd", pgd)},
+                     parts)
 
     return judge
 

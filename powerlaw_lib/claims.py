@@ -11,7 +11,7 @@ the ε grid (the area under the curve divided by its width), per seed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -23,8 +23,10 @@ if TYPE_CHECKING:
     from .audits import AuditRecord
 
 __all__ = ["AuditVerdict", "CLAIM_COMPARISONS", "Claim", "DEEP_CLAIMS", "PairedReading",
-           "audit_verdict", "audited_accuracy", "cnn_all_like_last", "curve_area",
-           "decreasing_alpha_effect", "deep_claims", "difference", "epoch_check_effect", "have", "layer_alpha", "paired_readings", "regularized_layer_exponents", "verdict"]
+           "all_parts", "audit_verdict", "audited_accuracy", "cnn_all_like_last",
+           "curve_area", "decreasing_alpha_effect", "deep_claims", "difference",
+           "epoch_check_effect", "have", "layer_alpha", "paired_readings",
+           "regularized_layer_exponents", "verdict"]
 
 Groups = dict[str, dict[str, list[Result]]]
 NAN = float("nan")
@@ -34,12 +36,22 @@ ALPHA_TOLERANCE = 0.1
 
 @dataclass(frozen=True)
 class Claim:
-    """One claim: its number, wording, verdict (None: not tested) and the numbers behind it."""
+    """One claim: its number, wording, verdict (None: not tested) and the numbers behind it;
+    ``parts``: for a claim that joins several statements, each one's verdict by wording (the
+    claim holds when every part does, `all_parts`)."""
 
     number: int
     text: str
     held: bool | None
     numbers: dict[str, float | str] = field(default_factory=dict)
+    parts: dict[str, bool | None] = field(default_factory=dict)
+
+
+def all_parts(parts: Iterable[bool | None]) -> bool | None:
+    """The verdict of a claim made of ``parts``: False when any part failed, else None
+    (not tested) when any part lacks its runs, else True."""
+    parts = list(parts)
+    return False if False in parts else None if None in parts else True
 
 
 def verdict(held: bool | None) -> str:

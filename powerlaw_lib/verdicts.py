@@ -63,11 +63,15 @@ def _percent(s) -> str:
 
 
 def claim_lines(claims: Sequence[Claim]) -> list[str]:
-    """One line per claim: number, verdict, wording; then its numbers (points for
-    accuracy differences, as the chapters glue them), untested ones as "–"."""
+    """One line per claim: number, verdict, wording; then the verdict of each of its parts,
+    if it has parts; then its numbers (points for accuracy differences, as the chapters glue
+    them), untested ones as "–"."""
     lines = []
     for c in claims:
         lines.append(f"{c.number}. {verdict(c.held)}: {c.text}")
+        if c.parts:
+            lines.append("     parts: " + "; ".join(f"{part}: {verdict(held)}"
+                                                   for part, held in c.parts.items()))
         if c.numbers:
             lines.append("     " + "  ".join(f"{k}={_number(v)}" for k, v in c.numbers.items()))
     return lines

@@ -107,6 +107,8 @@ def test_every_claim_holds_on_paper_like_results():
         100 * (np.mean([0.9675, 0.97, 0.9675]) - 0.9475), rel=1e-6)
     assert claims[1].numbers["c2_acc_slope"] == pytest.approx(-2.0, rel=1e-6)
     assert claims[3].numbers["c4_cnn-cifar10"] == pytest.approx(1.7, abs=0.01)
+    assert claims[0].parts == {"α* 2–3 beat α* = 1": True, "the best α* lies in 2–3": True}
+    assert claims[2].parts == {"accuracy falls with α*": True, "PGD-40 accuracy rises with α*": True}
 
 
 def test_claims_fail_when_the_results_say_otherwise_and_are_untested_without_runs():
@@ -114,7 +116,9 @@ def test_claims_fail_when_the_results_say_otherwise_and_are_untested_without_run
         lambda c, a: 0.97 - 0.01 * ((1.7 if a is None else a) - 1.0) ** 2,  # best at α* = 1
         lambda c, a: 0.5, plain_alpha=2.6)))
     assert brain_like[0].held is False and brain_like[0].numbers["c1_shallow_acc_best"] == 1.0
+    assert brain_like[0].parts == {"α* 2–3 beat α* = 1": False, "the best α* lies in 2–3": False}
     assert brain_like[1].held is False  # flat robustness: no significant trend
+    assert brain_like[1].parts["PGD-40 accuracy falls with α*"] is False
     assert brain_like[2].held is False
     assert brain_like[3].held is False  # unregularized α̂ = 2.6 is outside 1.4–2.1
     dense_only = [r for r in _results(_paper_like, _pgd_like) if r.config.arch == "mlp"]
@@ -473,3 +477,16 @@ def test_eq2_ratio_curve_stacks_the_seeds_of_a_target():
     assert ranks[0] == tau and ranks[-1] == width and ratio.shape == (len(runs), width - tau + 1)
     for row, r in zip(ratio, runs):      # λ_n = n^−(1 + seed): λ_n/γ_n = (n/τ)^(1 − seed)
         np.testing.assert_allclose(row, (ranks / tau) ** (1.0 - r.config.seed))
+
+
+def test_gain_counts_count_the_tested_pairs_beyond_two_standard_errors():
+    from powerlaw_lib.analysis import Comparison
+    nan = float("nan")
+    shallow = {1.0: Comparison(-0.02, 0.005, True), 2.0: Comparison(0.001, 0.005, False)}
+    cnn = {1.0: Comparison(0.03, 0.01, True), 2.0: Comparison(-0.05, nan, False)}
+    assert aa.gain_counts([shallow, cnn]) == aa.GainCount(above=1, below=1, tested=3, total=4)
+    assert aa.gain_counts([]) == aa.GainCount(0, 0, 0, 0)
+    groups = aa.sweep_groups(_results(_paper_like, _pgd_like))
+    count = aa.gain_counts(aa.gains_over_unregularized(groups[s]["slope"], "clean_accuracy")
+                           for s in ("shallow", "deep"))
+    assert count.total == 18 and count.tested == 18 and count.above + count.below <= 18

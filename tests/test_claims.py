@@ -338,3 +338,11 @@ def test_claim_6_names_the_failing_layers_of_both_networks():
     groups["cnn"]["specreg-all"] = _runs(CNN, 0.50, noise=0.7, alphas=(1.6, 1.7, 0.95))
     assert claims.earlier_layers_relax(groups).numbers["c6_not_towards"] == \
         "MLP layer 1; CNN layers 1 and 2"
+
+
+def test_a_claim_of_parts_fails_with_any_part_and_is_untested_only_without_a_failure():
+    from powerlaw_lib.claims import all_parts
+    assert all_parts([True, True]) is True
+    assert all_parts([True, None]) is None
+    assert all_parts([None, False, True]) is False
+    assert all_parts(iter([True, False])) is False

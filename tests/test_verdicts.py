@@ -128,10 +128,12 @@ def test_alpha_sweep_claims_and_best_targets_on_a_complete_grid():
         "shallow, eq. 2 penalty load: not tested (runs missing)"
 
 
-def test_claim_lines_show_untested_numbers_as_a_dash():
+def test_claim_lines_show_untested_numbers_as_a_dash_and_each_part():
     lines = verdicts.claim_lines([Claim(3, "x helps", None, {"d": float("nan"), "e": 1.23456}),
-                                  Claim(4, "y", False, {"where": "is not"})])
-    assert lines == ["3. not tested: x helps", "     d=–  e=1.235",
+                                  Claim(4, "y", False, {"where": "is not"}),
+                                  Claim(5, "a and b", False, {}, {"a": True, "b": False})])
+    assert lines[-2:] == ["5. not reproduced: a and b", "     parts: a: reproduced; b: not reproduced"]
+    assert lines[:-2] == ["3. not tested: x helps", "     d=–  e=1.235",
                      "4. not reproduced: y", "     where=is not"]
 
 
