@@ -28,11 +28,11 @@ __all__ = ["AttackGrid", "Best", "FAMILIES", "GERUM_CLAIMS", "GainCount", "LoadR
            "PenaltyLoad", "PenaltyPair", "PenaltyReading", "PlainExponent",
            "REACH_TOLERANCE", "Trend", "alpha_claims", "alpha_metric", "attack_grid",
            "best_by_setting", "best_of", "best_target", "compare_seeds",
-           "eq2_matching_alpha", "eq2_ratio_curve", "eq2_ratios", "eq2_tail_ratio",
-           "family_of", "followed_up_to", "gain_counts", "gains_over_unregularized",
-           "last_layer_metric", "load_reading", "penalty_loads", "penalty_pairs",
-           "penalty_readings", "plain_exponents", "reached_targets", "read_eps",
-           "sweep_groups", "target_gaps", "target_values", "trend", "trend_word"]
+           "difference_of_gains", "eq2_matching_alpha", "eq2_ratio_curve", "eq2_ratios",
+           "eq2_tail_ratio", "family_of", "followed_up_to", "gain_counts",
+           "gains_over_unregularized", "last_layer_metric", "load_reading", "penalty_loads",
+           "penalty_pairs", "penalty_readings", "plain_exponents", "reached_targets",
+           "read_eps", "sweep_groups", "target_gaps", "target_values", "trend", "trend_word"]
 
 #: Penalty families of the sweep, by `RunConfig.regularizer`.
 FAMILIES = {"slope": "slope", "spectral": "eq2"}
@@ -370,13 +370,26 @@ def penalty_readings(groups: SweepGroups, setting: str = "shallow") -> dict[str,
 class PenaltyPair:
     """One metric at one target under both penalties: mean ± sd over seeds of each, and
     eq. 2 minus slope penalty (Welch, `compare_seeds`). Target None: the unregularized
-    networks at the two families' batch sizes, i.e. what the batch size alone changes."""
+    networks at the two families' batch sizes, i.e. what the batch size alone changes.
+
+    ``gain_difference``: eq. 2's gain over its own unregularized twin minus the slope
+    penalty's over its twin (`difference_of_gains`), which takes out what the two batch sizes
+    change by themselves; None for target None or when a family has no twin."""
 
     target: float | None
     metric: str
     slope: Summary
     eq2: Summary
     difference: Comparison
+    gain_difference: Comparison | None = None
+
+
+def difference_of_gains(a: Comparison, b: Comparison) -> Comparison:
+    """``a`` minus ``b``, two independent differences (each `compare_seeds`), with the standard
+    error sqrt(se_a² + se_b²); NaN (never significant) when either has none."""
+    se = math.hypot(a.standard_error, b.standard_error)
+    diff = a.difference - b.difference
+    return Comparison(diff, se, bool(diff > 2 * se) if se > 0 else False)
 
 
 def penalty_pairs(groups: SweepGroups, metrics: Sequence[str],
@@ -389,8 +402,16 @@ def penalty_pairs(groups: SweepGroups, metrics: Sequence[str],
     if not slope or not eq2:
         return []
     shared = [a for a in slope if a in eq2 and slope[a] and eq2[a]]   # None first, as grouped
+
+    def gain_difference(a: float | None, m: str) -> Comparison | None:
+        if a is None or not slope.get(None) or not eq2.get(None):
+            return None
+        return difference_of_gains(gains_over_unregularized(eq2, m)[a],
+                                   gains_over_unregularized(slope, m)[a])
+
     return [PenaltyPair(a, m, summarize(metric_values(slope[a], m)), summarize(metric_values(eq2[a], m)),
-                        compare_seeds(metric_values(eq2[a], m), metric_values(slope[a], m)))
+                        compare_seeds(metric_values(eq2[a], m), metric_values(slope[a], m)),
+                        gain_difference(a, m))
             for a in shared for m in metrics]
 
 

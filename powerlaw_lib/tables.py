@@ -150,7 +150,7 @@ def paired_numbers_table(claims: Sequence["Claim"], paired: Sequence["Claim"],
             if kind in ("diff", "slope") and f"{name}_se" in c.numbers:
                 rows.append([str(c.number), label(name), cell(c.numbers, name, kind),
                              cell(by_number[c.number].numbers, name, kind)])
-    return markdown(["claim", "estimate (points)", "seeds independent (Welch)", "paired by seed"],
+    return markdown(["claim", "estimate (points)", "seeds independent (the rule)", "paired by seed"],
                     rows)
 
 
@@ -270,7 +270,7 @@ def alpha_sweep_table(targets: dict, eps: float) -> str:
                   _percent(rs, metric_name("fgsm", eps)), _percent(rs, metric_name("pgd", eps))]
         rows.append(cells)
     header = ["α*", "seeds", "accuracy (%)", *(["official test (%)"] if official else []),
-              "α̂ (Gerum fit)", "α (Stringer fit)", f"FGSM at ε = {eps:g} (%)",
+              "α̂ (Gerum's fit)", "α (Stringer's fit)", f"FGSM at ε = {eps:g} (%)",
               f"PGD at ε = {eps:g} (%)"]
     return markdown(header, rows)
 
@@ -343,11 +343,14 @@ def gains_table(gains: dict[str, dict[str, dict[float, "Comparison"]]], titles: 
                      "α* above", "α* below", "α* untested"], rows)
 
 
-def penalty_table(pairs: Sequence["PenaltyPair"], columns: dict[str, tuple[str, float, str]]) -> str:
+def penalty_table(pairs: Sequence["PenaltyPair"], columns: dict[str, tuple[str, float, str]],
+                  against_twins: Sequence[str] = ()) -> str:
     """The slope penalty against eq. 2 (`alpha_analysis.penalty_pairs`): one row per target
     ("none": unregularized), two columns per metric of ``columns`` (metric -> (label, scale,
     format)), mean over seeds times the scale. An eq. 2 cell ends in "+" or "−" when it lies
-    above or below the slope penalty's by more than two standard errors."""
+    above or below the slope penalty's by more than two standard errors; for the metrics of
+    ``against_twins``, when eq. 2's gain over its unregularized twin does so against the slope
+    penalty's gain over its own (`PenaltyPair.gain_difference`)."""
     by_target: dict = {}
     for p in pairs:
         by_target.setdefault(p.target, {})[p.metric] = p
@@ -359,8 +362,9 @@ def penalty_table(pairs: Sequence["PenaltyPair"], columns: dict[str, tuple[str, 
             if p is None:
                 row += ["–", "–"]
                 continue
-            mark = ("" if not p.difference.significant else
-                    " +" if p.difference.difference > 0 else " −")
+            d = p.gain_difference if metric in against_twins else p.difference
+            mark = ("" if d is None or not d.significant else
+                    " +" if d.difference > 0 else " −")
             row += [f"{scale * p.slope.mean:{fmt}}", f"{scale * p.eq2.mean:{fmt}}{mark}"]
         rows.append(row)
     header = ["α*"] + [f"{label}, {who}" for label, _, _ in columns.values()

@@ -241,6 +241,16 @@ def test_penalty_pairs_subtract_the_slope_penalty_from_eq2_per_target_and_metric
     assert at_one.difference.difference == pytest.approx(expected)
     assert at_one.eq2.n == 2 and at_one.slope.n == 3                      # 2 eq. 2 seeds
     assert at_one.difference.held and at_one.difference.significant
+    # each gain over its own twin (both twins at 0.97 − 0.01·0.8², eq. 2's at seeds 0, 1)
+    plain = 0.97 - 0.01 * 0.8 ** 2
+    gained = ((0.98 - 0.001) - (plain - 0.001)) - ((0.97 - 0.01 * 1.5 ** 2) - plain)
+    assert at_one.gain_difference.difference == pytest.approx(gained)
+    se = np.sqrt(2 * 0.002 ** 2 / 2 / 2 + 2 * 0.002 ** 2 / 3)           # jitter sd per family
+    assert at_one.gain_difference.standard_error == pytest.approx(se)
+    assert at_one.gain_difference.significant
+    assert all(p.gain_difference is None for p in pairs if p.target is None)
+    del groups["shallow"]["eq2"][None]                                   # no twin: no gain
+    assert all(p.gain_difference is None for p in aa.penalty_pairs(groups, ["clean_accuracy"]))
     del groups["shallow"]["eq2"][2.0]                                    # only shared targets
     assert 2.0 not in {p.target for p in aa.penalty_pairs(groups, ["clean_accuracy"])}
     assert aa.penalty_pairs(groups, ["clean_accuracy"], setting="deep") == []
@@ -490,3 +500,13 @@ def test_gain_counts_count_the_tested_pairs_beyond_two_standard_errors():
     count = aa.gain_counts(aa.gains_over_unregularized(groups[s]["slope"], "clean_accuracy")
                            for s in ("shallow", "deep"))
     assert count.total == 18 and count.tested == 18 and count.above + count.below <= 18
+
+
+def test_difference_of_gains_adds_the_variances_and_needs_both_errors():
+    from powerlaw_lib.analysis import Comparison
+    d = aa.difference_of_gains(Comparison(0.05, 0.03, False), Comparison(-0.01, 0.04, False))
+    assert d.difference == pytest.approx(0.06) and d.standard_error == pytest.approx(0.05)
+    assert not d.significant and not d.held
+    assert aa.difference_of_gains(Comparison(0.5, 0.1, True), Comparison(0.0, 0.1, False)).held
+    untested = aa.difference_of_gains(Comparison(0.5, float("nan"), False), Comparison(0, 0.1, False))
+    assert math.isnan(untested.standard_error) and not untested.significant

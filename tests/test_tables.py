@@ -188,6 +188,15 @@ def test_penalty_table_pairs_the_two_penalties_and_marks_significant_differences
     assert lines[0] == "| α* | accuracy (%), slope | accuracy (%), eq. 2 | α̂, slope | α̂, eq. 2 |"
     assert lines[2] == "| none | 95.5 | 95.5 | – | – |"                     # no α̂ pair: dashes
     assert lines[3] == "| 1 | 90.5 | 95.5 + | 1.05 | 0.55 − |"
+    # against the twins: eq. 2's gain no larger than the slope penalty's -> no mark
+    from dataclasses import replace
+    from powerlaw_lib.analysis import Comparison
+    twinned = [replace(p, gain_difference=Comparison(-0.001, 0.01, False)) if p.target else p
+               for p in pairs]
+    lines = tables.penalty_table(twinned, {"clean_accuracy": ("accuracy (%)", 100, ".1f"),
+                                           "layer1_alpha_gerum": ("α̂", 1, ".2f")},
+                                 against_twins=["clean_accuracy"]).splitlines()
+    assert lines[3] == "| 1 | 90.5 | 95.5 | 1.05 | 0.55 − |"
 
 
 def test_paired_numbers_table_lists_every_estimate_with_its_error_both_ways():
