@@ -470,7 +470,7 @@ class PenaltyLoad:
     last of the stored held-out eigenvalues of the last hidden layer over the τ-th (τ of the
     runs' config), to set beside `eq2_tail_ratio`. From that held-out spectrum and the
     target (`eq2_ratios`; NaN for the unregularized twin): ``peak_ratio``, the largest
-    λ_n/γ_n, and ``peak_rank``, its rank n; ``above_share``, the share of eq. 2's sum over
+    λ_n/γ_n over the ranks n > τ (at τ it is 1 by construction), and ``peak_rank``, its n; ``above_share``, the share of eq. 2's sum over
     the held-out spectrum that the ranks above their γ_n carry (near 0: the penalty comes
     from eigenvalues below the power law, each costing at most 1; near 1: from those above
     it)."""
@@ -505,8 +505,8 @@ def penalty_loads(targets: Targets) -> dict[float | None, PenaltyLoad]:
         if a is not None:
             ranks, ratio = eq2_ratio_curve(runs, a)                    # [n], [seeds, n]
             terms = (ratio - 1) ** 2 + np.maximum(ratio - 1, 0)        # eq. 2's summands
-            peaks = ratio.max(axis=1)
-            peak_ranks = ranks[ratio.argmax(axis=1)]
+            peaks = ratio[:, 1:].max(axis=1)                           # n > τ
+            peak_ranks = ranks[1:][ratio[:, 1:].argmax(axis=1)]
             shares = np.where(ratio > 1, terms, 0).sum(axis=1) / terms.sum(axis=1)
         out[a] = PenaltyLoad(a, summarize(pen), summarize(data_loss), summarize(dominated),
                              summarize(tails), summarize(peaks), summarize(peak_ranks),

@@ -401,7 +401,7 @@ def gain_text(c: "Comparison | None", scale: float = 100.0) -> str:
 def penalty_load_table(loads: dict[float | None, "PenaltyLoad"], epochs: int) -> str:
     """How much of the loss eq. 2's penalty took and where in the spectrum it came from
     (`alpha_analysis.penalty_loads`): one row per target ("none": unregularized) with the
-    largest λ_n/γ_n of the held-out spectrum and its rank n, the share of eq. 2's sum that
+    largest λ_n/γ_n of the held-out spectrum beyond rank τ and its rank n, the share of eq. 2's sum that
     the ranks above their γ_n carry, the last epoch's penalty term and cross-entropy ("–"
     where float32 could not resolve it), and in how many of the ``epochs`` the penalty
     exceeded the cross-entropy; means over seeds."""
@@ -416,7 +416,7 @@ def penalty_load_table(loads: dict[float | None, "PenaltyLoad"], epochs: int) ->
              f"{load.data_loss.mean:.3f}" if np.isfinite(load.data_loss.mean) else "–",
              f"{load.dominated.mean:.3g} of {epochs}"]
             for a, load in loads.items()]
-    return markdown(["α*", "largest λ_n/γ_n (rank n)", "share of eq. 2 from ranks above γ_n",
+    return markdown(["α*", "largest λₙ/γₙ, n > τ (rank n)", "share of eq. 2 from ranks above γₙ",
                      "penalty, last epoch", "cross-entropy, last epoch",
                      "epochs with penalty > cross-entropy"], rows)
 

@@ -425,8 +425,8 @@ def test_penalty_loads_split_the_loss_and_count_the_epochs_the_penalty_dominates
     assert reading.matching_alpha == pytest.approx((width - tau) * np.log(2) / np.log(width / tau))
     for load, alpha in ((one, 1.0), (three, 3.0)):        # brute force over the ranks τ … N
         r = [(width - n + 1) / (width - tau + 1) * (n / tau) ** alpha for n in range(tau, width + 1)]
-        assert load.peak_ratio.mean == pytest.approx(max(r))
-        assert load.peak_rank.mean == tau + int(np.argmax(r))
+        assert load.peak_ratio.mean == pytest.approx(max(r[1:]))        # n > τ
+        assert load.peak_rank.mean == tau + 1 + int(np.argmax(r[1:]))
         terms = [(x - 1) ** 2 + max(x - 1, 0) for x in r]
         assert load.above_share.mean == pytest.approx(sum(t for t, x in zip(terms, r) if x > 1)
                                                       / sum(terms))

@@ -267,7 +267,7 @@ def test_penalty_load_table_gives_where_the_penalty_comes_from_and_what_it_took(
                               summarize([149, 151]), summarize([0.97, 0.99]))}
     text = tables.penalty_load_table(loads, epochs=50)
     lines = text.splitlines()
-    assert lines[0].startswith("| α* | largest λ_n/γ_n (rank n) | share of eq. 2 from ranks")
+    assert lines[0].startswith("| α* | largest λₙ/γₙ, n > τ (rank n) | share of eq. 2 from ranks")
     assert lines[2] == "| none | – | – | 0 | 0.210 | 0 of 50 |"
     assert lines[3] == "| 3 | 40 (n = 150) | 98 % | 200 | 0.580 | 49.5 of 50 |"
 
