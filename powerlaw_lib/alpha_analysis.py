@@ -439,8 +439,9 @@ def eq2_ratios(spectrum: Sequence[float], alpha: float, tau: int) -> np.ndarray:
     how far each eigenvalue lies from the power law γ_n = λ_τ (n/τ)^−α that eq. 2 of Nassar
     et al. 2020 compares it with (1 at n = τ). Eq. 2's summand is (r − 1)² + max(0, r − 1)
     of these ratios r (`regularizers.spectral_penalty_terms`): at most 1 below the power
-    law, unbounded above it."""
-    lam = np.asarray(spectrum, dtype=float)                                  # [N]
+    law, unbounded above it. Eigenvalues below 0, the rounding of a rank-deficient
+    covariance, count as 0."""
+    lam = np.clip(np.asarray(spectrum, dtype=float), 0.0, None)              # [N]
     if lam.ndim != 1 or not 1 <= tau <= lam.size:
         raise ValueError(f"tau must be in [1, N] for a 1-D spectrum of N eigenvalues, got tau "
                          f"{tau} and shape {lam.shape}")
@@ -469,8 +470,9 @@ class PenaltyLoad:
     epochs in which the penalty exceeded the cross-entropy; ``tail_ratio``: λ_N / λ_τ, the
     last of the stored held-out eigenvalues of the last hidden layer over the τ-th (τ of the
     runs' config), to set beside `eq2_tail_ratio`. From that held-out spectrum and the
-    target (`eq2_ratios`; NaN for the unregularized twin): ``peak_ratio``, the largest
-    λ_n/γ_n over the ranks n > τ (at τ it is 1 by construction), and ``peak_rank``, its n; ``above_share``, the share of eq. 2's sum over
+    target (`eq2_ratios`; NaN and () for the unregularized twin): ``peak_ratio``, the largest
+    λ_n/γ_n over the ranks n > τ (at τ it is 1 by construction), and ``peak_ranks``, its
+    rank n in each seed; ``above_share``, the share of eq. 2's sum over
     the held-out spectrum that the ranks above their γ_n carry (near 0: the penalty comes
     from eigenvalues below the power law, each costing at most 1; near 1: from those above
     it)."""
@@ -481,7 +483,7 @@ class PenaltyLoad:
     dominated: Summary
     tail_ratio: Summary
     peak_ratio: Summary
-    peak_rank: Summary
+    peak_ranks: tuple[int, ...]
     above_share: Summary
 
 
@@ -501,15 +503,17 @@ def penalty_loads(targets: Targets) -> dict[float | None, PenaltyLoad]:
         data_loss = data_loss_trajectory(runs)[1][:, -1]           # [n_seeds], NaN: unresolved
         tails = [r.spectra[f"layer{len(r.config.hidden_widths)}"][-1]
                  / r.spectra[f"layer{len(r.config.hidden_widths)}"][r.config.tau - 1] for r in runs]
-        peaks, peak_ranks, shares = [NAN], [NAN], [NAN]               # the unregularized twin
+        peaks, peak_ranks, shares = [NAN], (), [NAN]                 # the unregularized twin
         if a is not None:
             ranks, ratio = eq2_ratio_curve(runs, a)                    # [n], [seeds, n]
             terms = (ratio - 1) ** 2 + np.maximum(ratio - 1, 0)        # eq. 2's summands
             peaks = ratio[:, 1:].max(axis=1)                           # n > τ
-            peak_ranks = ranks[1:][ratio[:, 1:].argmax(axis=1)]
-            shares = np.where(ratio > 1, terms, 0).sum(axis=1) / terms.sum(axis=1)
+            peak_ranks = tuple(int(n) for n in ranks[1:][ratio[:, 1:].argmax(axis=1)])
+            total = terms.sum(axis=1)                                  # 0: on the power law
+            shares = np.divide(np.where(ratio > 1, terms, 0).sum(axis=1), total,
+                               out=np.full_like(total, NAN), where=total > 0)
         out[a] = PenaltyLoad(a, summarize(pen), summarize(data_loss), summarize(dominated),
-                             summarize(tails), summarize(peaks), summarize(peak_ranks),
+                             summarize(tails), summarize(peaks), peak_ranks,
                              summarize(shares))
     return out
 
@@ -535,13 +539,13 @@ class LoadReading:
     matching_alpha: float
 
     def peaks(self, targets: Sequence[float]) -> tuple[float, float, float, float]:
-        """(smallest, largest) mean `PenaltyLoad.peak_ratio` and (smallest, largest) mean
-        peak rank over ``targets``; NaN for each when ``targets`` is empty."""
+        """(smallest, largest) mean `PenaltyLoad.peak_ratio` over ``targets``, and (smallest,
+        largest) rank of a peak in any of their seeds; NaN for each when ``targets`` is empty."""
         loads = [self.loads[a] for a in targets]
         if not loads:
             return NAN, NAN, NAN, NAN
         ratios = [load.peak_ratio.mean for load in loads]
-        ranks = [load.peak_rank.mean for load in loads]
+        ranks = [n for load in loads for n in load.peak_ranks]
         return min(ratios), max(ratios), min(ranks), max(ranks)
 
     @property
@@ -648,20 +652,22 @@ def _trend_claim(number: int, text: str, setting: str, accuracy_sign: int,
     (`Claim.parts`): not reproduced as soon as one fails, not tested when one has no error
     estimate and none failed."""
     key = f"c{number}"
+    part_names = (f"accuracy {_WAY[accuracy_sign]} with α*",
+                  f"PGD-40 accuracy {_WAY[robustness_sign]} with α*")
 
     def judge(groups: SweepGroups, paired: bool = False) -> Claim:
         targets = _slope_family(groups, setting)
         if targets is None:
             return Claim(number, text, None, {**_trend_numbers(f"{key}_acc", Trend(NAN, NAN)),
-                                              **_trend_numbers(f"{key}_pgd", Trend(NAN, NAN))})
+                                              **_trend_numbers(f"{key}_pgd", Trend(NAN, NAN))},
+                         dict.fromkeys(part_names))
         acc = trend(targets, "clean_accuracy", paired)
         pgd = trend(targets, metric_name("pgd", read_eps(setting)), paired)
 
         def part(t: Trend, sign: int) -> bool | None:      # no error estimate: not tested
             return None if math.isnan(t.standard_error) else bool(t.significant and t.slope * sign > 0)
 
-        parts = {f"accuracy {_WAY[accuracy_sign]} with α*": part(acc, accuracy_sign),
-                 f"PGD-40 accuracy {_WAY[robustness_sign]} with α*": part(pgd, robustness_sign)}
+        parts = dict(zip(part_names, (part(acc, accuracy_sign), part(pgd, robustness_sign))))
         return Claim(number, text, all_parts(parts.values()),
                      {**_trend_numbers(f"{key}_acc", acc), **_trend_numbers(f"{key}_pgd", pgd)},
                      parts)

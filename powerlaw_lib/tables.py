@@ -401,14 +401,16 @@ def gain_text(c: "Comparison | None", scale: float = 100.0) -> str:
 def penalty_load_table(loads: dict[float | None, "PenaltyLoad"], epochs: int) -> str:
     """How much of the loss eq. 2's penalty took and where in the spectrum it came from
     (`alpha_analysis.penalty_loads`): one row per target ("none": unregularized) with the
-    largest λ_n/γ_n of the held-out spectrum beyond rank τ and its rank n, the share of eq. 2's sum that
+    largest λ_n/γ_n of the held-out spectrum beyond rank τ and its rank n (the range over
+    seeds), the share of eq. 2's sum that
     the ranks above their γ_n carry, the last epoch's penalty term and cross-entropy ("–"
     where float32 could not resolve it), and in how many of the ``epochs`` the penalty
     exceeded the cross-entropy; means over seeds."""
     def peak(load) -> str:
         if not np.isfinite(load.peak_ratio.mean):
             return "–"
-        return f"{scientific(load.peak_ratio.mean)} (n = {load.peak_rank.mean:.0f})"
+        lo, hi = min(load.peak_ranks), max(load.peak_ranks)
+        return f"{scientific(load.peak_ratio.mean)} (n = {lo}" + ("" if lo == hi else f"–{hi}") + ")"
 
     rows = [["none" if a is None else f"{a:g}", peak(load),
              f"{100 * load.above_share.mean:.0f} %" if np.isfinite(load.above_share.mean) else "–",

@@ -197,6 +197,12 @@ def test_penalty_table_pairs_the_two_penalties_and_marks_significant_differences
                                            "layer1_alpha_gerum": ("α̂", 1, ".2f")},
                                  against_twins=["clean_accuracy"]).splitlines()
     assert lines[3] == "| 1 | 90.5 | 95.5 | 1.05 | 0.55 − |"
+    # and a gain beyond 2 SE marks a cell whose raw values do not differ
+    level = [pair(1.0, "clean_accuracy", [0.95, 0.96], [0.95, 0.96])]
+    level = [replace(level[0], gain_difference=Comparison(-0.05, 0.01, False))]
+    lines = tables.penalty_table(level, {"clean_accuracy": ("accuracy (%)", 100, ".1f")},
+                                 against_twins=["clean_accuracy"]).splitlines()
+    assert lines[2] == "| 1 | 95.5 | 95.5 − |"
 
 
 def test_paired_numbers_table_lists_every_estimate_with_its_error_both_ways():
@@ -260,16 +266,18 @@ def test_penalty_load_table_gives_where_the_penalty_comes_from_and_what_it_took(
     from powerlaw_lib.analysis import summarize
     nan = [float("nan")]
     loads = {None: PenaltyLoad(None, summarize([0.0]), summarize([0.2, 0.22]), summarize([0, 0]),
-                               summarize([5e-6, 7e-6]), summarize(nan), summarize(nan),
-                               summarize(nan)),
+                               summarize([5e-6, 7e-6]), summarize(nan), (), summarize(nan)),
              3.0: PenaltyLoad(3.0, summarize([190.0, 210.0]), summarize([0.58]),
                               summarize([50, 49]), summarize([2.2e-7]), summarize([41.0, 39.0]),
-                              summarize([149, 151]), summarize([0.97, 0.99]))}
+                              (149, 151), summarize([0.97, 0.99])),
+             4.0: PenaltyLoad(4.0, summarize([3e6]), summarize([nan]), summarize([50]),
+                              summarize([2e-7]), summarize([4700.0]), (316,), summarize([1.0]))}
     text = tables.penalty_load_table(loads, epochs=50)
     lines = text.splitlines()
     assert lines[0].startswith("| α* | largest λₙ/γₙ, n > τ (rank n) | share of eq. 2 from ranks")
     assert lines[2] == "| none | – | – | 0 | 0.210 | 0 of 50 |"
-    assert lines[3] == "| 3 | 40 (n = 150) | 98 % | 200 | 0.580 | 49.5 of 50 |"
+    assert lines[3] == "| 3 | 40 (n = 149–151) | 98 % | 200 | 0.580 | 49.5 of 50 |"
+    assert lines[4] == "| 4 | 4.7\u00a0×\u00a010³ (n = 316) | 100 % | 3.0\u00a0×\u00a010⁶ | – | 50 of 50 |"
 
 
 def test_gain_text_shows_the_error_only_where_there_is_one():
