@@ -520,17 +520,24 @@ def test_the_status_page_names_the_commit_and_the_stored_runs_each_chapter_read(
 def test_draft_chapters_join_the_numbered_part_of_a_generated_toc(tmp_path):
     from book_execute import toc_with_drafts
 
-    out = toc_with_drafts(REPO / "_toc.yml", ["alpha_sweep"], tmp_path / "toc.yml")
+    # the book's toc without its audit chapter, which then comes back as a draft
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    numbered = next(p for p in toc["parts"] if p.get("numbered"))
+    numbered["chapters"] = [c for c in numbered["chapters"] if c["file"] != "book/audit"]
+    without = tmp_path / "without_audit.yml"
+    without.write_text(yaml.safe_dump(toc, sort_keys=False))
+    before = without.read_text()
+    out = toc_with_drafts(without, ["audit"], tmp_path / "toc.yml")
     entries = toc_entries(out)
     numbered = next(p for p in yaml.safe_load(out.read_text())["parts"] if p.get("numbered"))
     files = [c["file"] for c in numbered["chapters"]]
-    assert files[-1] == "book/alpha_sweep"                   # numbered, after the others
-    assert set(toc_entries(REPO / "_toc.yml")) < set(entries)  # nothing dropped
-    assert "book/alpha_sweep" not in toc_entries(REPO / "_toc.yml")  # _toc.yml unchanged
+    assert files[-1] == "book/audit"                          # numbered, after the others
+    assert set(toc_entries(without)) < set(entries)           # nothing dropped
+    assert without.read_text() == before                      # the toc itself unchanged
     with pytest.raises(FileNotFoundError, match="nosuch"):
-        toc_with_drafts(REPO / "_toc.yml", ["nosuch"], tmp_path / "t2.yml")
+        toc_with_drafts(without, ["nosuch"], tmp_path / "t2.yml")
     with pytest.raises(ValueError, match="shallow"):
-        toc_with_drafts(REPO / "_toc.yml", ["shallow"], tmp_path / "t3.yml")
+        toc_with_drafts(without, ["shallow"], tmp_path / "t3.yml")
 
 
 def test_make_test_validates_every_draft_chapter_with_quick_parameters():
