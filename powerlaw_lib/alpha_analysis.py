@@ -402,12 +402,14 @@ def penalty_pairs(groups: SweepGroups, metrics: Sequence[str],
     if not slope or not eq2:
         return []
     shared = [a for a in slope if a in eq2 and slope[a] and eq2[a]]   # None first, as grouped
+    gains = {m: (gains_over_unregularized(eq2, m), gains_over_unregularized(slope, m))
+             for m in metrics}                                  # empty without a twin
 
     def gain_difference(a: float | None, m: str) -> Comparison | None:
-        if a is None or not slope.get(None) or not eq2.get(None):
+        eq2_gain, slope_gain = gains[m]
+        if a not in eq2_gain or a not in slope_gain:           # None, or a family without twin
             return None
-        return difference_of_gains(gains_over_unregularized(eq2, m)[a],
-                                   gains_over_unregularized(slope, m)[a])
+        return difference_of_gains(eq2_gain[a], slope_gain[a])
 
     return [PenaltyPair(a, m, summarize(metric_values(slope[a], m)), summarize(metric_values(eq2[a], m)),
                         compare_seeds(metric_values(eq2[a], m), metric_values(slope[a], m)),
@@ -451,12 +453,16 @@ def eq2_ratios(spectrum: Sequence[float], alpha: float, tau: int) -> np.ndarray:
     return lam[tau - 1:] / lam[tau - 1] * (ranks / tau) ** alpha
 
 
+def _last_layer_spectrum(r: Result) -> list[float]:
+    """The stored held-out spectrum of the run's last hidden layer ``[N]``."""
+    return r.spectra[f"layer{len(r.config.hidden_widths)}"]
+
+
 def eq2_ratio_curve(runs: Sequence[Result], alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """(ranks ``[N − τ + 1]``, λ_n/γ_n ``[seeds, N − τ + 1]``): `eq2_ratios` of the held-out
     spectrum of each run's last hidden layer at target ``alpha``, τ of the runs' config."""
     tau = runs[0].config.tau
-    curves = [eq2_ratios(r.spectra[f"layer{len(r.config.hidden_widths)}"], alpha, tau)
-              for r in runs]
+    curves = [eq2_ratios(_last_layer_spectrum(r), alpha, tau) for r in runs]
     return np.arange(tau, tau + curves[0].size), np.stack(curves)
 
 
@@ -501,8 +507,8 @@ def penalty_loads(targets: Targets) -> dict[float | None, PenaltyLoad]:
         # an unresolved cross-entropy is rounding beside a penalty some 10⁵ times larger
         dominated = [sum(h["penalty"] > h["loss"] - h["penalty"] for h in r.history) for r in runs]
         data_loss = data_loss_trajectory(runs)[1][:, -1]           # [n_seeds], NaN: unresolved
-        tails = [r.spectra[f"layer{len(r.config.hidden_widths)}"][-1]
-                 / r.spectra[f"layer{len(r.config.hidden_widths)}"][r.config.tau - 1] for r in runs]
+        tails = [_last_layer_spectrum(r)[-1] / _last_layer_spectrum(r)[r.config.tau - 1]
+                 for r in runs]
         peaks, peak_ranks, shares = [NAN], (), [NAN]                 # the unregularized twin
         if a is not None:
             ranks, ratio = eq2_ratio_curve(runs, a)                    # [n], [seeds, n]
