@@ -25,14 +25,15 @@ from .grids import ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
 __all__ = ["AttackGrid", "Best", "FAMILIES", "GERUM_CLAIMS", "GainCount", "LoadReading",
-           "PenaltyLoad", "PenaltyPair", "PenaltyReading", "PlainExponent",
+           "ONE_STEP_MARGIN", "PenaltyLoad", "PenaltyPair", "PenaltyReading", "PlainExponent",
            "REACH_TOLERANCE", "Trend", "alpha_claims", "alpha_metric", "attack_grid",
            "best_by_setting", "best_of", "best_target", "compare_seeds",
            "difference_of_gains", "eq2_matching_alpha", "eq2_ratio_curve", "eq2_ratios",
            "eq2_tail_ratio", "family_of", "followed_up_to", "gain_counts",
-           "gains_over_unregularized", "last_layer_metric", "load_reading", "penalty_loads",
-           "penalty_pairs", "penalty_readings", "plain_exponents", "reached_targets",
-           "read_eps", "sweep_groups", "target_gaps", "target_values", "trend", "trend_word"]
+           "gains_over_unregularized", "last_layer_metric", "load_reading", "one_step_gaps",
+           "one_step_targets", "penalty_loads", "penalty_pairs", "penalty_readings",
+           "plain_exponents", "reached_targets", "read_eps", "sweep_groups", "target_gaps",
+           "target_values", "trend", "trend_word"]
 
 #: Penalty families of the sweep, by `RunConfig.regularizer`.
 FAMILIES = {"slope": "slope", "spectral": "eq2"}
@@ -42,6 +43,9 @@ UNREGULARIZED_RANGE = (1.4, 2.1)
 DENSE_BEST_RANGE = (2.0, 3.0)
 #: A target α* counts as reached when the mean measured α̂ lies within this distance of it.
 REACH_TOLERANCE = 0.25
+#: `one_step_targets`: FGSM accuracy less than this far above PGD's (a fraction; about the
+#: sampling error of PGD accuracy on 2,000 images) counts as "one step as strong as many".
+ONE_STEP_MARGIN = 0.01
 
 Targets = dict  # float | None -> list[Result]
 SweepGroups = dict  # setting -> family -> Targets
@@ -176,6 +180,28 @@ def attack_grid(targets: Targets, attack: str, max_eps: float | None = None) -> 
 
     acc = np.array([[mean(targets[k], e) for e in eps] for k in keys]).reshape(len(keys), eps.size)
     return AttackGrid(keys, eps, acc)
+
+
+def one_step_gaps(targets: Targets, eps: float) -> dict[float | None, np.ndarray]:
+    """Per target (None: unregularized) and seed: accuracy under FGSM minus accuracy under
+    PGD at `eps` (fractions; [seeds]).
+
+    PGD takes many steps inside the ε-ball where FGSM takes one of size ε, so on a network
+    whose gradient guides an attack the gap is clearly positive. A gap near zero or below it
+    ("one step beats iterative") is a symptom of gradient masking (Athalye et al. 2018;
+    Carlini et al. 2019), which only an attack that does not follow the gradient can rule
+    out. FGSM attacks every held-out image and PGD a fixed subset, so the gap also carries
+    the subset's sampling error."""
+    fgsm, pgd = metric_name("fgsm", eps), metric_name("pgd", eps)
+    return {a: metric_values(runs, fgsm) - metric_values(runs, pgd)
+            for a, runs in targets.items() if runs}
+
+
+def one_step_targets(targets: Targets, eps: float, margin: float = ONE_STEP_MARGIN) -> list[float]:
+    """The regularized α* (increasing) whose mean `one_step_gaps` is below `margin`: FGSM
+    at `eps` is about as strong as PGD, or stronger."""
+    gaps = one_step_gaps(targets, eps)
+    return sorted(a for a, g in gaps.items() if a is not None and g.mean() < margin)
 
 
 def compare_seeds(a: np.ndarray, b: np.ndarray) -> Comparison:

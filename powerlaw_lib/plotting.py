@@ -241,21 +241,33 @@ def figure_legend(fig: Figure, axes: Any, *, ncols: int = 3, remove_axes_legends
 LOG_MINOR_LABELS = (2, 3, 5)
 
 
-def _minor_log_label(value: float, _position: int) -> str:
-    """'%g' of a minor log tick whose leading digit is in LOG_MINOR_LABELS, else ''."""
-    if value <= 0:
-        return ""
-    leading = round(value / 10 ** np.floor(np.log10(value) + 1e-9))
-    return f"{value:g}" if leading in LOG_MINOR_LABELS else ""
+#: A log axis whose view spans less than this factor labels every minor tick: it may hold
+#: no power of ten, nor a 2, 3 or 5 times one (errors between 55 and 85 %).
+LOG_NARROW_SPAN = 3.0
+
+
+class _MinorLogFormatter(mpl.ticker.Formatter):
+    """'%g' of a minor log tick whose leading digit is in LOG_MINOR_LABELS, else '' — or of
+    every minor tick when the axis view spans less than LOG_NARROW_SPAN."""
+
+    def __call__(self, value: float, pos: int | None = None) -> str:
+        if value <= 0:
+            return ""
+        lo, hi = sorted(self.axis.get_view_interval()) if self.axis is not None else (0, 0)
+        if lo > 0 and hi / lo < LOG_NARROW_SPAN:
+            return f"{value:g}"
+        leading = round(value / 10 ** np.floor(np.log10(value) + 1e-9))
+        return f"{value:g}" if leading in LOG_MINOR_LABELS else ""
 
 
 def log_percent_axis(ax: Axes) -> Axes:
     """Put the y axis of ``ax`` on a log scale labelled in plain numbers (2, 3, 10, not
     2×10⁰): for error rates in percent, where the last tenths of a point matter. Minor ticks
-    are labelled only at 2, 3 and 5 times a power of ten, so labels never crowd."""
+    are labelled only at 2, 3 and 5 times a power of ten, so labels never crowd, or all of
+    them on a narrow axis (`LOG_NARROW_SPAN`), which would otherwise show no number."""
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(mpl.ticker.FormatStrFormatter("%g"))
-    ax.yaxis.set_minor_formatter(mpl.ticker.FuncFormatter(_minor_log_label))
+    ax.yaxis.set_minor_formatter(_MinorLogFormatter())
     return ax
 
 

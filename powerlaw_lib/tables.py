@@ -255,10 +255,12 @@ def alpha_sweep_table(targets: dict, eps: float) -> str:
     """One setting and penalty of the α sweep (Gerum et al. 2022): per target α* ("none"
     for the unregularized network, key None), the seeds, held-out accuracy (and the
     official test accuracy where stored: CIFAR-10), the last hidden layer's measured
-    exponent with Gerum's and with Stringer's fit, FGSM and PGD-40 accuracy at `eps`; mean
-    ± sd over seeds."""
+    exponent with Gerum's and with Stringer's fit, FGSM and PGD-40 accuracy at `eps` (the
+    caller names it); mean ± sd over seeds."""
     rows = []
     official = any("official_test_accuracy" in r.metrics for rs in targets.values() for r in rs)
+    steps = {r.config.pgd_steps for rs in targets.values() for r in rs}
+    pgd = f"PGD-{steps.pop()}" if len(steps) == 1 else "PGD"
     for alpha, rs in targets.items():
         layer = f"layer{len(rs[0].config.hidden_widths)}"
         cells = ["none" if alpha is None else f"{alpha:g}", str(len(rs)),
@@ -270,8 +272,7 @@ def alpha_sweep_table(targets: dict, eps: float) -> str:
                   _percent(rs, metric_name("fgsm", eps)), _percent(rs, metric_name("pgd", eps))]
         rows.append(cells)
     header = ["α*", "seeds", "accuracy (%)", *(["official test (%)"] if official else []),
-              "α̂ (Gerum's fit)", "α (Stringer's fit)", f"FGSM at ε = {eps:g} (%)",
-              f"PGD at ε = {eps:g} (%)"]
+              "α̂ (Gerum's fit)", "α̂ (Stringer's fit)", "FGSM (%)", f"{pgd} (%)"]
     return markdown(header, rows)
 
 

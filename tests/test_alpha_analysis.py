@@ -526,3 +526,26 @@ def test_difference_of_gains_adds_the_variances_and_needs_both_errors():
     assert aa.difference_of_gains(Comparison(0.5, 0.1, True), Comparison(0.0, 0.1, False)).held
     untested = aa.difference_of_gains(Comparison(0.5, float("nan"), False), Comparison(0, 0.1, False))
     assert math.isnan(untested.standard_error) and not untested.significant
+
+
+def test_one_step_gaps_subtract_pgd_from_fgsm_and_flag_targets_where_one_step_is_as_strong():
+    eps = 0.05
+    fgsm, pgd = metric_name("fgsm", eps), metric_name("pgd", eps)
+
+    def run(seed, a, f, p):
+        c = next(c for c in CONFIGS if grids.alpha_setting(c) == "shallow" and c.seed == seed
+                 and (c.regularizer == "none" if a is None else
+                      c.regularizer == "slope" and c.alpha == a))
+        return Result(c, {fgsm: f, pgd: p})
+
+    targets = {None: [run(0, None, 0.30, 0.25), run(1, None, 0.32, 0.26)],
+               1.0: [run(0, 1.0, 0.40, 0.35), run(1, 1.0, 0.42, 0.36)],
+               2.0: [run(0, 2.0, 0.60, 0.595), run(1, 2.0, 0.60, 0.598)],    # gap 0.35 points
+               3.0: [run(0, 3.0, 0.64, 0.65)]}                                # PGD weaker
+    gaps = aa.one_step_gaps(targets, eps)
+    assert set(gaps) == {None, 1.0, 2.0, 3.0}
+    np.testing.assert_allclose(gaps[1.0], [0.05, 0.06])
+    np.testing.assert_allclose(gaps[3.0], [-0.01])
+    assert aa.one_step_targets(targets, eps) == [2.0, 3.0]            # None is never listed
+    assert aa.one_step_targets(targets, eps, margin=0.001) == [3.0]
+    assert aa.one_step_targets(targets, eps, margin=0.1) == [1.0, 2.0, 3.0]

@@ -297,6 +297,16 @@ def test_log_percent_axis_labels_ticks_as_plain_numbers():
     plt.close(fig)
 
 
+def test_log_percent_axis_labels_every_minor_tick_of_a_narrow_axis():
+    fig, ax = plt.subplots()
+    ax.plot([1, 100], [55.0, 85.0])                      # no power of ten, nor 2, 3, 5 times one
+    plotting.log_percent_axis(ax)
+    fig.canvas.draw()
+    labels = {t.get_text() for t in ax.get_yticklabels(minor=True)} - {""}
+    assert {"60", "70", "80"} <= labels
+    plt.close(fig)
+
+
 def test_figure_legend_collects_each_label_once_and_clears_the_panels():
     fig, axes = plotting.page_figure(1, 2, layout="constrained")
     axes[0].plot([0, 1], label="a")

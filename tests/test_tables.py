@@ -137,7 +137,8 @@ def test_alpha_sweep_table_has_a_row_per_target_with_both_fits():
     text = alpha_sweep_table({None: [run(None, 0, 0.97), run(None, 1, 0.99)],
                               2.0: [run(2.0, 0, 0.95)]}, 0.05)
     lines = text.splitlines()
-    assert lines[0].split(" | ")[-1] == "PGD at ε = 0.05 (%) |" and "official" not in lines[0]
+    assert lines[0].split(" | ")[-2:] == ["FGSM (%)", "PGD-40 (%) |"] and "official" not in lines[0]
+    assert "α̂ (Stringer's fit)" in lines[0]
     assert lines[2].startswith("| none | 2 | 98.00 ± 1.41 | 2.00 ± 0.00 | 1.50 ± 0.00 | 40.0")
     assert lines[3].startswith("| 2 | 1 | 95.00 | 2.00 | 1.50 | 40.0 | 30.0")
 
