@@ -40,6 +40,12 @@ def _percent(results: Sequence[Result], metric: str, digits: int = 1) -> str:
     return f"{summarize(100 * metric_values(results, metric)):.{digits}f}"
 
 
+def _unbroken(cell: str) -> str:
+    """``cell`` with the "± sd" of its "mean ± sd" kept together (a no-break space after ±),
+    so that a narrow column breaks a value only before its ±: "93.31" over "± 0.08"."""
+    return cell.replace(" ± ", " ±\u00a0")
+
+
 def results_table(groups: Groups, layer: int = 1, eps: Sequence[float] = (0.05, 0.1),
                   suffix: str = "") -> list[list[str]]:
     """Rows (method, clean, FGSM and PGD at each ε, fitted α, effective dimension) of
@@ -270,7 +276,7 @@ def alpha_sweep_table(targets: dict, eps: float) -> str:
         cells += [f"{summarize(metric_values(rs, f'{layer}_alpha_gerum')):.2f}",
                   f"{summarize(metric_values(rs, f'{layer}_alpha')):.2f}",
                   _percent(rs, metric_name("fgsm", eps)), _percent(rs, metric_name("pgd", eps))]
-        rows.append(cells)
+        rows.append([_unbroken(c) for c in cells])
     header = ["α*", "seeds", "accuracy (%)", *(["official test (%)"] if official else []),
               "α̂ (Gerum's fit)", "α̂ (Stringer's fit)", "FGSM (%)", f"{pgd} (%)"]
     return markdown(header, rows)
@@ -300,8 +306,8 @@ def best_alpha_table(best: dict[str, dict[str, "Best"]], titles: dict[str, str],
     it (neighbours on ``grid`` joined into spans, `target_spans`), and the metric there, at
     α* = 1 and without the penalty, in percent (mean ± sd over seeds)."""
     def cell(value) -> str:
-        return "–" if value is None else f"{100 * value.mean:.2f}" + (
-            f" ± {100 * value.sd:.2f}" if value.n > 1 else "")
+        return "–" if value is None else _unbroken(f"{100 * value.mean:.2f}" + (
+            f" ± {100 * value.sd:.2f}" if value.n > 1 else ""))
 
     rows = [[titles.get(setting, setting),
              "held-out accuracy" if metric == "acc" else f"PGD-40, ε = {eps[setting]:g}",

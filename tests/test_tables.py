@@ -139,7 +139,8 @@ def test_alpha_sweep_table_has_a_row_per_target_with_both_fits():
     lines = text.splitlines()
     assert lines[0].split(" | ")[-2:] == ["FGSM (%)", "PGD-40 (%) |"] and "official" not in lines[0]
     assert "α̂ (Stringer's fit)" in lines[0]
-    assert lines[2].startswith("| none | 2 | 98.00 ± 1.41 | 2.00 ± 0.00 | 1.50 ± 0.00 | 40.0")
+    assert lines[2].startswith("| none | 2 | 98.00 ±\u00a01.41 | 2.00 ±\u00a00.00 | "
+                               "1.50 ±\u00a00.00 | 40.0")     # "± sd" never wraps apart
     assert lines[3].startswith("| 2 | 1 | 95.00 | 2.00 | 1.50 | 40.0 | 30.0")
 
 
@@ -157,9 +158,10 @@ def test_best_alpha_table_shows_the_best_target_beside_its_references():
     lines = text.splitlines()
     assert lines[0].startswith("| setting | metric | best α* | within 2 SE of the best |")
     assert len(lines) == 4
-    assert ("| dense 784-2000-10 | held-out accuracy | 2.5 | 2–3 | 96.00 ± 1.41 "
-            "| 93.00 ± 0.00 | – |") in text
-    assert "| dense 784-2000-10 | PGD-40, ε = 0.05 | 5 (edge) | 5 | 40.00 | – | 25.00 ± 7.07 |" in text
+    assert ("| dense 784-2000-10 | held-out accuracy | 2.5 | 2–3 | 96.00 ±\u00a01.41 "
+            "| 93.00 ±\u00a00.00 | – |") in text
+    assert ("| dense 784-2000-10 | PGD-40, ε = 0.05 | 5 (edge) | 5 | 40.00 | – "
+            "| 25.00 ±\u00a07.07 |") in text
 
 
 def test_target_spans_join_neighbours_on_the_grid():
