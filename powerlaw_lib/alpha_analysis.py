@@ -21,7 +21,7 @@ from .analysis import (Comparison, Summary, compare, compare_paired, data_loss_t
                        metric_values, summarize, values_by_seed)
 from .claims import Claim, all_parts
 from .evaluation import metric_name
-from .grids import ALPHA_SETTINGS, alpha_setting
+from .grids import ALPHA_FAMILIES, ALPHA_SETTINGS, alpha_setting
 from .store import Result
 
 __all__ = ["AttackGrid", "Best", "FAMILIES", "GERUM_CLAIMS", "GainCount", "LoadReading",
@@ -35,8 +35,8 @@ __all__ = ["AttackGrid", "Best", "FAMILIES", "GERUM_CLAIMS", "GainCount", "LoadR
            "plain_exponents", "reached_targets", "read_eps", "sweep_groups", "target_gaps",
            "target_values", "trend", "trend_word"]
 
-#: Penalty families of the sweep, by `RunConfig.regularizer`.
-FAMILIES = {"slope": "slope", "spectral": "eq2"}
+#: Penalty families of the sweep, by `RunConfig.regularizer` (`grids.ALPHA_FAMILIES`).
+FAMILIES = ALPHA_FAMILIES
 #: The range of exponents Gerum et al. report for unregularized networks (claim 4).
 UNREGULARIZED_RANGE = (1.4, 2.1)
 #: The range of α* at which Gerum et al. find dense networks best (claim 1).

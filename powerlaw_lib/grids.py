@@ -298,6 +298,9 @@ def deep_groups(results, chosen_betas: dict[str, float] | None = None,
             for arch, g in groups.items()}
 
 
+#: Penalty families of the α sweep, by `RunConfig.regularizer`: Gerum's slope penalty and
+#: the eq. 2 penalty of Nassar et al. 2020.
+ALPHA_FAMILIES: dict[str, str] = {"slope": "slope", "spectral": "eq2"}
 #: Target exponents α* of the α sweep (Gerum et al. 2022).
 ALPHA_TARGETS: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)
 #: Perturbation grid of Gerum et al. 2022: ε = 0, 0.01, ..., 0.19.
@@ -485,6 +488,42 @@ def local_learning_audits(configs: Sequence[RunConfig], /, *, audit_seeds: Seque
     return [(c, spec) for c in chosen]
 
 
+def alpha_sweep_audits(configs: Sequence[RunConfig], /, *,
+                       audit_families: Sequence[str] = ("eq2",),
+                       audit_alphas: Sequence[float] = (1.0, 2.5, 5.0),
+                       audit_seeds: Sequence[int] = (0,), audit_eps: Sequence[float] = (0.05, 0.1),
+                       audit_images: int = 1000, audit_steps: int = 100,
+                       audit_queries: int = 5000) -> list[tuple[RunConfig, AuditSpec]]:
+    """The audits of the α sweep: (run, spec) pairs among ``configs`` (`alpha_sweep`).
+
+    The shallow dense networks of the penalty families `audit_families` ("slope", "eq2";
+    `ALPHA_FAMILIES`) at the targets `audit_alphas`, each family's unregularized twin (the
+    network without penalty at the family's batch size) first, for the seeds `audit_seeds`.
+    By default the eq. 2 networks at α* = 1 (the earlier chapters' target), 2.5 and 5, where
+    the one-step FGSM is about as strong as PGD-40 (`alpha_analysis.one_step_gaps`), a
+    symptom of gradient masking that only attacks beyond the gradient's can settle. Each is
+    attacked at `audit_eps` on `audit_images` fixed random test images by the ensemble
+    (`audit_steps` iterations of APGD and FAB, `audit_queries` queries of Square).
+    """
+    families = tuple(audit_families)
+    check_field(bool(families) and set(families) <= set(ALPHA_FAMILIES.values()),
+                "audit_families", f"a non-empty subset of {sorted(ALPHA_FAMILIES.values())}",
+                audit_families)
+    regularizers = {r for r, fam in ALPHA_FAMILIES.items() if fam in families}
+    shallow = [c for c in configs if alpha_setting(c) == "shallow" and c.seed in tuple(audit_seeds)]
+    penalized = [c for c in shallow if c.regularizer in regularizers]
+    run_targets = sorted({c.alpha for c in penalized})
+    check_field(bool(audit_alphas) and set(map(float, audit_alphas)) <= set(run_targets),
+                "audit_alphas", f"targets the grid runs for {', '.join(families)}: {run_targets}",
+                audit_alphas)
+    chosen = [c for c in penalized if c.alpha in set(map(float, audit_alphas))]
+    batches = {c.batch_size for c in chosen}
+    twins = [c for c in shallow if c.regularizer == "none" and c.batch_size in batches]
+    spec = AuditSpec(eps=tuple(audit_eps), images=audit_images, steps=audit_steps,
+                     n_queries=audit_queries)
+    return [(c, spec) for c in twins + chosen]
+
+
 def yardstick(seeds: Sequence[int] = (0, 1, 2), epochs: int = 50, adv_eps: float = 0.1,
               adv_steps: int = 7, adv_step_size: float = 0.025, **shallow_params
               ) -> list[RunConfig]:
@@ -580,7 +619,8 @@ def audit_chapter_audits(configs: Sequence[RunConfig], /, **params
 
 
 #: Each chapter's audits, by chapter name: f(grid configs, **chapter parameters).
-CHAPTER_AUDITS = {"local_learning": local_learning_audits, "audit": audit_chapter_audits}
+CHAPTER_AUDITS = {"local_learning": local_learning_audits, "audit": audit_chapter_audits,
+                  "alpha_sweep": alpha_sweep_audits}
 
 #: Every chapter's grid, by chapter name (used by the command line).
 CHAPTER_GRIDS = {"shallow": shallow, "deep": deep, "alpha_sweep": alpha_sweep,

@@ -61,3 +61,35 @@ def test_gerum_alpha_recovers_an_exact_power_law(alpha):
     m = spectrum_metrics(spectrum, "layer1")
     assert m["layer1_alpha_gerum"] == pytest.approx(alpha, abs=1e-9)
     assert m["layer1_alpha"] == pytest.approx(alpha, abs=1e-9)
+
+
+def test_audits_pick_the_shallow_networks_of_the_chosen_family_targets_and_seeds_with_twins():
+    configs = grids.alpha_sweep()
+    pairs = grids.alpha_sweep_audits(configs)
+    chosen = [c for c, _ in pairs]
+    assert all(c in configs and grids.alpha_setting(c) == "shallow" and c.seed == 0
+               for c in chosen)
+    twin, *penalized = chosen                                  # the twin first
+    assert twin.regularizer == "none" and twin.batch_size == 3000     # eq. 2's batch
+    assert [(c.regularizer, c.alpha) for c in penalized] == [("spectral", 1.0), ("spectral", 2.5),
+                                                             ("spectral", 5.0)]
+    spec = pairs[0][1]
+    assert all(s == spec for _, s in pairs)
+    assert (spec.eps, spec.images, spec.steps, spec.n_queries) == ((0.05, 0.1), 1000, 100, 5000)
+
+    both = grids.alpha_sweep_audits(configs, audit_families=("slope", "eq2"), audit_alphas=(3.0,),
+                                    audit_seeds=(0, 1))
+    kinds = sorted((c.regularizer, c.batch_size, c.seed) for c, _ in both)
+    assert kinds == [("none", 1500, 0), ("none", 1500, 1), ("none", 3000, 0), ("none", 3000, 1),
+                     ("slope", 1500, 0), ("slope", 1500, 1),
+                     ("spectral", 3000, 0), ("spectral", 3000, 1)]
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("audit_families", ("jacobian",), "audit_families.*'eq2', 'slope'"),
+    ("audit_families", (), "audit_families"),
+    ("audit_alphas", (0.7,), r"audit_alphas.*eq2: \[0.5, 1.0"),
+])
+def test_audits_name_a_family_or_target_the_grid_does_not_run(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        grids.alpha_sweep_audits(grids.alpha_sweep(), **{field: value})
