@@ -474,10 +474,11 @@ ATTACK_LABELS = {"fgsm": "FGSM", "pgd": "PGD-40", "apgd-ce": "APGD-CE", "apgd-t"
                  "fab-t": "FAB-T", "square": "Square"}
 
 
-def audit_table(records: dict[str, "AuditRecord"], attacks: Sequence[str] | None = None) -> str:
-    """One row per audited network and ε: clean accuracy on the audited images, each
-    attack's accuracy and the worst case over the attacks, all in % (the masking checks
-    are `audit_checks_table`'s).
+def audit_table(records: dict[str, "AuditRecord"], attacks: Sequence[str] | None = None,
+                clean: bool = True) -> str:
+    """One row per audited network and ε: clean accuracy on the audited images (unless not
+    `clean`), each attack's accuracy and the worst case over all the attacks of the audit,
+    all in % (the masking checks are `audit_checks_table`'s).
 
     `records`: display label -> `audits.AuditRecord`; `attacks`: columns (default: the
     first record's attacks).
@@ -486,11 +487,12 @@ def audit_table(records: dict[str, "AuditRecord"], attacks: Sequence[str] | None
         return "(no audits)"
     first = next(iter(records.values()))
     attacks = tuple(attacks or first.spec.attacks)
-    header = ["network", "ε", "clean", *(ATTACK_LABELS.get(a, a) for a in attacks), "worst case"]
+    header = ["network", "ε", *(["clean"] if clean else []),
+              *(ATTACK_LABELS.get(a, a) for a in attacks), "worst case"]
     rows = []
     for label, r in records.items():
         for i, eps in enumerate(r.spec.eps):
-            rows.append([label, f"{eps:g}", f"{100 * r.clean_accuracy:.1f}",
+            rows.append([label, f"{eps:g}", *([f"{100 * r.clean_accuracy:.1f}"] if clean else []),
                          *(f"{100 * r.accuracy[a][i]:.1f}" if a in r.accuracy else "–"
                            for a in attacks),
                          f"{100 * r.robust_accuracy[i]:.1f}"])

@@ -125,6 +125,11 @@ def test_missing_audits_are_refused_unless_allowed_and_tabled_once_run(tmp_path)
     assert len(checks) == 3 and checks[2].startswith("| small | ")
     assert checks[2].endswith(f"| {', '.join(record.checklist['failed']) or 'none'} |")
     assert "| PGD-40 |" in table[0] and "| Square |" in table[0]
+    narrow = tables.audit_table({"small": record}, ("pgd", "square"), clean=False).splitlines()
+    assert narrow[0] == "| network | ε | PGD-40 | Square | worst case |"
+    worst = 100 * record.robust_accuracy[0]
+    assert narrow[2] == (f"| small | {SPEC.eps[0]:g} | {100 * record.accuracy['pgd'][0]:.1f} | "
+                         f"{100 * record.accuracy['square'][0]:.1f} | {worst:.1f} |")
     assert [r.to_dict() for r in audit_all([(SMALL, SPEC)], store, audits)] == [record.to_dict()]
 
 
