@@ -518,7 +518,7 @@ def alpha_sweep_audits(configs: Sequence[RunConfig], /, *,
                 audit_alphas)
     chosen = [c for c in penalized if c.alpha in set(map(float, audit_alphas))]
     batches = {c.batch_size for c in chosen}
-    twins = [c for c in shallow if c.regularizer == "none" and c.batch_size in batches]
+    twins = [c for c in shallow if c.method.plain and c.batch_size in batches]
     spec = AuditSpec(eps=tuple(audit_eps), images=audit_images, steps=audit_steps,
                      n_queries=audit_queries)
     return [(c, spec) for c in twins + chosen]
