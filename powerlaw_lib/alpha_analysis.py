@@ -187,11 +187,11 @@ def one_step_gaps(targets: Targets, eps: float) -> dict[float | None, np.ndarray
     PGD at `eps` (fractions; [seeds]).
 
     PGD takes many steps inside the ε-ball where FGSM takes one of size ε, so on a network
-    whose gradient guides an attack the gap is clearly positive. A gap near zero or below it
-    ("one step beats iterative") is a symptom of gradient masking (Athalye et al. 2018;
-    Carlini et al. 2019), which only an attack that does not follow the gradient can rule
-    out. FGSM attacks every held-out image and PGD a fixed subset, so the gap also carries
-    the subset's sampling error."""
+    whose gradient guides an attack the gap is clearly positive. A gap below zero ("one step
+    beats iterative") is a symptom of gradient masking (Athalye et al. 2018; Carlini et al.
+    2019), and a gap near zero a weak form of it; only stronger attacks, and one that does
+    not follow the gradient, can rule masking out (`audits`). FGSM attacks every held-out
+    image and PGD a fixed subset, so the gap also carries the subset's sampling error."""
     fgsm, pgd = metric_name("fgsm", eps), metric_name("pgd", eps)
     return {a: metric_values(runs, fgsm) - metric_values(runs, pgd)
             for a, runs in targets.items() if runs}

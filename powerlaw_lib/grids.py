@@ -510,6 +510,9 @@ def alpha_sweep_audits(configs: Sequence[RunConfig], /, *,
                 "audit_families", f"a non-empty subset of {sorted(ALPHA_FAMILIES.values())}",
                 audit_families)
     regularizers = {r for r, fam in ALPHA_FAMILIES.items() if fam in families}
+    run_seeds = sorted({c.seed for c in configs if alpha_setting(c) == "shallow"})
+    check_field(bool(audit_seeds) and set(audit_seeds) <= set(run_seeds), "audit_seeds",
+                f"seeds the grid runs for the shallow network: {run_seeds}", audit_seeds)
     shallow = [c for c in configs if alpha_setting(c) == "shallow" and c.seed in tuple(audit_seeds)]
     penalized = [c for c in shallow if c.regularizer in regularizers]
     run_targets = sorted({c.alpha for c in penalized})

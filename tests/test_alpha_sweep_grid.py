@@ -89,6 +89,7 @@ def test_audits_pick_the_shallow_networks_of_the_chosen_family_targets_and_seeds
     ("audit_families", ("jacobian",), "audit_families.*'eq2', 'slope'"),
     ("audit_families", (), "audit_families"),
     ("audit_alphas", (0.7,), r"audit_alphas.*eq2: \[0.5, 1.0"),
+    ("audit_seeds", (7,), r"audit_seeds.*shallow network: \[0, 1, 2\]"),
 ])
 def test_audits_name_a_family_or_target_the_grid_does_not_run(field, value, match):
     with pytest.raises(ValueError, match=match):
