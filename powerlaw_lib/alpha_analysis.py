@@ -26,7 +26,7 @@ from .store import Result
 
 __all__ = ["AttackGrid", "Best", "FAMILIES", "GERUM_CLAIMS", "GainCount", "LoadReading",
            "ONE_STEP_MARGIN", "PenaltyLoad", "PenaltyPair", "PenaltyReading", "PlainExponent",
-           "REACH_TOLERANCE", "Trend", "alpha_claims", "alpha_metric", "attack_grid",
+           "REACH_TOLERANCE", "Trend", "alpha_claims", "alpha_metric", "attack_grid", "audit_twin",
            "best_by_setting", "best_of", "best_target", "compare_seeds",
            "difference_of_gains", "eq2_matching_alpha", "eq2_ratio_curve", "eq2_ratios",
            "eq2_tail_ratio", "family_of", "followed_up_to", "gain_counts",
@@ -202,6 +202,14 @@ def one_step_targets(targets: Targets, eps: float, margin: float = ONE_STEP_MARG
     at `eps` is about as strong as PGD, or stronger."""
     gaps = one_step_gaps(targets, eps)
     return sorted(a for a, g in gaps.items() if a is not None and g.mean() < margin)
+
+
+def audit_twin(record, records: Iterable):
+    """Among the audits ``records``, the one of ``record``'s unregularized twin: the network
+    without penalty of the same seed and batch size (None when it is not audited)."""
+    return next((t for t in records if family_of(t) is None
+                 and (t.config.seed, t.config.batch_size)
+                 == (record.config.seed, record.config.batch_size)), None)
 
 
 def compare_seeds(a: np.ndarray, b: np.ndarray) -> Comparison:

@@ -125,6 +125,17 @@ class AuditRecord:
         """[E, N] bool: True where the image stayed correct under ``attack``."""
         return np.array([[c == "1" for c in row] for row in self.outcomes[attack]], dtype=bool)
 
+    def overstatement(self, attack: str = "pgd") -> list[float]:
+        """At each ε: accuracy under ``attack`` minus the worst case over the ensemble (a
+        fraction, >= 0): how far that attack alone overstates robustness."""
+        return [a - w for a, w in zip(self.accuracy[attack], self.robust_accuracy)]
+
+    def strongest(self, i: int, exclude: Sequence[str] = ("fgsm", "pgd")) -> str:
+        """The attack (outside ``exclude``, by default the ensemble's own) with the lowest
+        accuracy at the ``i``-th ε."""
+        return min((a for a in self.accuracy if a not in exclude),
+                   key=lambda a: self.accuracy[a][i])
+
 
 class AuditStore:
     """A folder of audits, ``<path>/<run key>-<spec key>.json``.

@@ -549,3 +549,16 @@ def test_one_step_gaps_subtract_pgd_from_fgsm_and_flag_targets_where_one_step_is
     assert aa.one_step_targets(targets, eps) == [2.0, 3.0]            # None is never listed
     assert aa.one_step_targets(targets, eps, margin=0.001) == [3.0]
     assert aa.one_step_targets(targets, eps, margin=0.1) == [1.0, 2.0, 3.0]
+
+
+def test_audit_twin_is_the_unregularized_network_of_the_same_seed_and_batch():
+    from types import SimpleNamespace
+
+    shallow = [c for c in CONFIGS if grids.alpha_setting(c) == "shallow"]
+    eq2 = next(c for c in shallow if c.regularizer == "spectral" and c.seed == 1)
+    plain = {(c.seed, c.batch_size): SimpleNamespace(config=c) for c in shallow if c.method.plain}
+    records = list(plain.values())
+    record = SimpleNamespace(config=eq2)
+    assert aa.audit_twin(record, records) is plain[(1, eq2.batch_size)]
+    assert (1, 1500) in plain and plain[(1, 1500)] is not aa.audit_twin(record, records)
+    assert aa.audit_twin(record, [plain[(0, eq2.batch_size)]]) is None

@@ -187,3 +187,14 @@ def test_the_audit_chapter_audits_every_shallow_method_the_yardstick_and_local_l
     assert [c.epochs for c, _ in quick if c.regularizer == "adversarial"] == [1]
     with pytest.raises(ValueError, match="shallow_params"):
         grids.audit(shallow_params={"seeds": (1,)})
+
+
+def test_a_record_says_how_far_one_attack_overstates_the_worst_case_and_which_attack_is_strongest():
+    record = AuditRecord(SMALL, SPEC, {"fgsm": [0.6, 0.3], "pgd": [0.5, 0.2], "apgd-ce": [0.5, 0.2],
+                                       "apgd-t": [0.45, 0.1], "square": [0.55, 0.15]},
+                         [0.4, 0.1], 0.9, {}, {})
+    np.testing.assert_allclose(record.overstatement(), [0.1, 0.1])
+    np.testing.assert_allclose(record.overstatement("fgsm"), [0.2, 0.2])
+    assert record.strongest(0) == "apgd-t" and record.strongest(1) == "apgd-t"
+    assert record.strongest(0, exclude=()) == "apgd-t"
+    assert record.strongest(1, exclude=("apgd-t",)) == "square"
