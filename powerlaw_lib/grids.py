@@ -490,7 +490,7 @@ def local_learning_audits(configs: Sequence[RunConfig], /, *, audit_seeds: Seque
 
 def alpha_sweep_audits(configs: Sequence[RunConfig], /, *,
                        audit_families: Sequence[str] = ("eq2",),
-                       audit_alphas: Sequence[float] = (1.0, 2.5, 5.0),
+                       audit_alphas: Sequence[float] = (1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0),
                        audit_seeds: Sequence[int] = (0,), audit_eps: Sequence[float] = (0.05, 0.1),
                        audit_images: int = 1000, audit_steps: int = 100,
                        audit_queries: int = 5000) -> list[tuple[RunConfig, AuditSpec]]:
@@ -499,9 +499,10 @@ def alpha_sweep_audits(configs: Sequence[RunConfig], /, *,
     The shallow dense networks of the penalty families `audit_families` ("slope", "eq2";
     `ALPHA_FAMILIES`) at the targets `audit_alphas`, each family's unregularized twin (the
     network without penalty at the family's batch size) first, for the seeds `audit_seeds`.
-    By default the eq. 2 networks at α* = 1 (the earlier chapters' target), 2.5 and 5, where
-    the one-step FGSM is about as strong as PGD-40 (`alpha_analysis.one_step_gaps`), a
-    symptom of gradient masking that only attacks beyond the gradient's can settle. Each is
+    By default the eq. 2 networks at α* = 1 (the earlier chapters' target) and at every
+    target 2–5, where the one-step FGSM is about as strong as PGD-40
+    (`alpha_analysis.one_step_gaps`), a symptom of gradient masking that only attacks
+    beyond the gradient's can settle. Each is
     attacked at `audit_eps` on `audit_images` fixed random test images by the ensemble
     (`audit_steps` iterations of APGD and FAB, `audit_queries` queries of Square).
     """

@@ -71,8 +71,8 @@ def test_audits_pick_the_shallow_networks_of_the_chosen_family_targets_and_seeds
                for c in chosen)
     twin, *penalized = chosen                                  # the twin first
     assert twin.regularizer == "none" and twin.batch_size == 3000     # eq. 2's batch
-    assert [(c.regularizer, c.alpha) for c in penalized] == [("spectral", 1.0), ("spectral", 2.5),
-                                                             ("spectral", 5.0)]
+    assert [(c.regularizer, c.alpha) for c in penalized] == [
+        ("spectral", a) for a in (1.0, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0)]
     spec = pairs[0][1]
     assert all(s == spec for _, s in pairs)
     assert (spec.eps, spec.images, spec.steps, spec.n_queries) == ((0.05, 0.1), 1000, 100, 5000)
