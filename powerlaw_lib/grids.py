@@ -502,9 +502,9 @@ def alpha_sweep_audits(configs: Sequence[RunConfig], /, *,
     By default the eq. 2 networks at α* = 1 (the earlier chapters' target) and at every
     target 2–5, where the one-step FGSM is about as strong as PGD-40
     (`alpha_analysis.one_step_gaps`), a symptom of gradient masking that only attacks
-    beyond the gradient's can settle. Each is
-    attacked at `audit_eps` on `audit_images` fixed random test images by the ensemble
-    (`audit_steps` iterations of APGD and FAB, `audit_queries` queries of Square).
+    beyond the gradient's can settle. Each is attacked at `audit_eps` on `audit_images`
+    fixed random test images by the ensemble (`audit_steps` iterations of APGD and FAB,
+    `audit_queries` queries of Square).
     """
     families = tuple(audit_families)
     check_field(bool(families) and set(families) <= set(ALPHA_FAMILIES.values()),

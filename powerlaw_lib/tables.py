@@ -6,7 +6,7 @@ Groups are `analysis.group_by_method` dictionaries: display label -> results of 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -280,6 +280,16 @@ def alpha_sweep_table(targets: dict, eps: float) -> str:
     header = ["α*", "seeds", "accuracy (%)", *(["official test (%)"] if official else []),
               "α̂ (Gerum's fit)", "α̂ (Stringer's fit)", "FGSM (%)", f"{pgd} (%)"]
     return markdown(header, rows)
+
+
+def value_span(values: Iterable[float], fmt: str = "g", empty: str = "–") -> str:
+    """The range of ``values`` as text, each end formatted with ``fmt``: "1.8–2.2", a single
+    value where both ends read the same ("3"), and ``empty`` for no values."""
+    values = list(values)
+    if not values:
+        return empty
+    lo, hi = f"{min(values):{fmt}}", f"{max(values):{fmt}}"
+    return lo if lo == hi else f"{lo}–{hi}"
 
 
 def target_spans(values: Sequence[float], grid: Sequence[float] | None = None) -> str:

@@ -175,6 +175,14 @@ def test_target_spans_join_neighbours_on_the_grid():
     assert tables.target_spans([], grid) == ""
 
 
+def test_value_span_gives_the_range_or_one_value_where_both_ends_read_the_same():
+    assert tables.value_span([2.04, 0.77, 1.3], ".1f") == "0.8–2.0"     # min–max, any order
+    assert tables.value_span([3, 3, 3]) == "3"
+    assert tables.value_span([60.04, 60.01], ".1f") == "60.0"           # equal once formatted
+    assert tables.value_span((n for n in [23.4, 48.0]), ".0f") == "23–48"   # an iterator
+    assert tables.value_span([]) == "–" and tables.value_span([], empty="none") == "none"
+
+
 def test_penalty_table_pairs_the_two_penalties_and_marks_significant_differences():
     from powerlaw_lib.alpha_analysis import PenaltyPair
     from powerlaw_lib.analysis import compare, summarize
